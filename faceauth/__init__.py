@@ -1,0 +1,3 @@
+"""faceauth: self-hosted face authentication."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,106 @@
+"""Settings for both services, read from the environment (and an optional `.env`).
+
+Every value is validated when a service starts: a bad one stops start-up with a message that names
+the environment variable, instead of surfacing later as a wrong answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FACE_PACKS = ("buffalo_s", "buffalo_l", "antelopev2", "auraface")
+
+# Cosine similarity above which two faces are taken as the same person, for the default model (buffalo_s,
+# w600k_mbf). Chosen from the labelled pairs: see docs/THRESHOLDS.md before changing it.
+DEFAULT_MATCH_THRESHOLD = 0.35
+
+
+def Probability(default: float):  # reads as a type in the field declarations
+    return Field(default=default, ge=0.0, le=1.0)
+
+
+class MLSettings(BaseSettings):
+    """The ML inference service (`ML_SERVICE_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ML_SERVICE_", env_file=".env", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8001, ge=1, le=65535)
+    ml_device: str = "cpu"
+    auth_token: str | None = None
+
+    # Where model packs live (InsightFace layout: <model_dir>/<pack>/*.onnx) and where fetched models go.
+    model_dir: Path = Path("data/models")
+    # A model that no package ships (MiniFASNet) is downloaded once, checksummed, on first start.
+    auto_fetch: bool = True
+
+    face_model: str = "buffalo_s"
+    face_embedding_dim: int = Field(default=512, ge=64, le=4096)
+    face_detection_width: int = Field(default=640, ge=64, le=2048)
+    face_detection_height: int = Field(default=640, ge=64, le=2048)
+    face_detection_threshold: float = Field(default=0.5, ge=0.05, le=1.0)
+    face_area_threshold: float = Field(default=0.01, ge=0.0, le=1.0)
+    # "largest": judge the largest face and report the others; "reject": more than one face fails assessment.
+    multiple_faces_policy: Literal["largest", "reject"] = "largest"
+
+    nsfw_local_model_path: Path | None = None
+    nsfw_hf_repo_id: str = ""
+    nsfw_threshold: float = Probability(default=0.5)
+    spoof_local_model_path: Path | None = None
+    spoof_hf_repo_id: str = ""
+    spoof_threshold: float = Probability(default=0.5)
+    blur_local_model_path: Path | None = None
+    blur_hf_repo_id: str = ""
+    blur_threshold: float = Probability(default=0.5)
+
+    # Execution: a bounded pool runs the models off the event loop; past max_queue waiting requests we
+    # answer 503 + Retry-After rather than queue without bound.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+    max_queue: int = Field(default=64, ge=0, le=10_000)
+
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=10_000)
+
+    @field_validator("ml_device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value == "cpu" or re.fullmatch(r"cuda(:\d+)?", value):
+            return value
+        raise ValueError("must be 'cpu' or 'cuda:N'")
+
+    @field_validator("face_model")
+    @classmethod
+    def _face_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model pack")
+        return value.strip()
+
+    @property
+    def detection_size(self) -> tuple[int, int]:
+        return self.face_detection_width, self.face_detection_height
+
+
+class SettingsError(RuntimeError):
+    """A setting failed validation; the message names the environment variable."""
+
+
+def describe_validation_error(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        lines.append(f"{prefix}{field.upper()}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_ml_settings(**overrides: object) -> MLSettings:
+    try:
+        return MLSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, "ML_SERVICE_")) from None

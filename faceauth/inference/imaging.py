@@ -1,0 +1,161 @@
+"""Safe image decoding: one decode per request, upright, 8-bit RGB, bounded in bytes and pixels.
+
+Photos from phones and web uploads come in every shape: EXIF-rotated JPEGs, CMYK JPEGs, 16-bit and
+transparent PNGs, grayscale, truncated files and decompression bombs. Everything that can be turned into
+a correct upright RGB image is; everything else is refused with a stable error code (never a 500).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from faceauth.kit.errors import AppError
+
+# We enforce our own pixel limit before decoding; Pillow's global one would raise or warn first.
+Image.MAX_IMAGE_PIXELS = None
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    """An upright RGB uint8 image (H, W, 3) and how it relates to the file it came from."""
+
+    rgb: np.ndarray
+    # Size of the upright original; `rgb` may be smaller when the JPEG was decoded at reduced scale.
+    original_width: int
+    original_height: int
+    format: str
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def scale(self) -> float:
+        """Decoded pixels per original pixel (1.0 unless decoded at reduced resolution)."""
+        return self.width / self.original_width
+
+
+def b64decode_image(text: str, max_bytes: int) -> bytes:
+    """Strict base64 (standard or URL-safe, data-URL prefix tolerated) with the size cap applied early."""
+    if not isinstance(text, str) or not text.strip():
+        raise AppError(400, "empty_image", "image_b64 is empty")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    text = "".join(text.split())
+    # 4 base64 characters carry 3 bytes: refuse oversized payloads before allocating the decoded copy.
+    if len(text) * 3 // 4 > max_bytes + 3:
+        raise AppError(413, "payload_too_large", f"image is larger than {max_bytes} bytes")
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise AppError(400, "invalid_base64", "image_b64 is not valid base64") from None
+    if not data:
+        raise AppError(400, "empty_image", "image_b64 decodes to no bytes")
+    return data
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Pillow's own conversion of 16-bit to 8-bit clips instead of scaling; scale by the range.
+        arr = np.asarray(im)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr8 = np.clip(arr.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+        # Transparent pixels carry arbitrary colour; put the image on white as a viewer would show it.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def decode_image(data: bytes, *, max_pixels: int, target_side: int | None = None) -> DecodedImage:
+    """Decode `data` into an upright RGB image.
+
+    `target_side`: when a JPEG is at least twice that size on its long side, decode it at a reduced
+    scale (DCT scaling: 1/2, 1/4 or 1/8) that still keeps the long side >= target_side. That is far
+    cheaper than a full decode followed by a resize, and loses nothing the models can use.
+    """
+    if not data:
+        raise AppError(400, "empty_image", "the image is empty")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise AppError(422, "invalid_image", "the data is not an image in a supported format") from None
+    except Image.DecompressionBombError:
+        raise AppError(422, "image_too_many_pixels", f"the image has more than {max_pixels} pixels") from None
+    except Exception:
+        raise AppError(422, "invalid_image", "the image header cannot be read") from None
+
+    if im.format not in ACCEPTED_FORMATS:
+        raise AppError(
+            422,
+            "unsupported_image_format",
+            f"image format {im.format} is not accepted; send JPEG, PNG, WebP, BMP, TIFF or GIF",
+        )
+    width, height = im.size
+    if width < 1 or height < 1:
+        raise AppError(422, "invalid_image", "the image has no pixels")
+    if width * height > max_pixels:
+        raise AppError(422, "image_too_many_pixels", f"the image has {width}x{height} pixels, more than {max_pixels}")
+
+    try:
+        orientation = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Exception:  # a corrupt EXIF block must not make a good image unreadable
+        orientation = 1
+
+    if target_side and im.format in ("JPEG", "MPO") and max(width, height) >= 2 * target_side:
+        factor = max(width, height) / target_side
+        im.draft("RGB", (int(width / factor), int(height / factor)))
+
+    try:
+        im.load()
+        rgb = _to_rgb(im)
+    except OSError as exc:
+        if "truncated" in str(exc).lower():
+            raise AppError(422, "image_truncated", "the image file is truncated") from None
+        raise AppError(422, "invalid_image", "the image data cannot be decoded") from None
+    except (ValueError, SyntaxError, EOFError, MemoryError):
+        raise AppError(422, "invalid_image", "the image data cannot be decoded") from None
+
+    transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    if transpose is not None:
+        rgb = rgb.transpose(transpose)
+        if orientation >= 5:
+            width, height = height, width
+
+    array = np.asarray(rgb, dtype=np.uint8)
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    return DecodedImage(rgb=array, original_width=width, original_height=height, format=str(im.format))

@@ -1,0 +1,142 @@
+"""SCRFD face detector (boxes + 5 landmarks), for any SCRFD `*_bnkps` ONNX export.
+
+The network is fully convolutional, so instead of always padding to the configured square we feed an
+input just large enough for the resized photo (a multiple of 32): a 4:3 photo costs 3/4 of a square.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceauth.inference.runtime import create_session
+
+_STRIDES = (8, 16, 32)
+_ANCHORS_PER_CELL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One face in the coordinates of the image given to `detect`."""
+
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    score: float
+    landmarks: np.ndarray  # (5, 2): left eye, right eye, nose, left mouth corner, right mouth corner (image left/right)
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    def scaled(self, factor: float) -> Detection:
+        return Detection(self.box * factor, self.score, self.landmarks * factor)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression; returns kept indices, best first."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = scores.argsort()[::-1]
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[iou <= iou_threshold]
+    return keep
+
+
+class ScrfdDetector:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        input_size: tuple[int, int] = (640, 640),
+        score_threshold: float = 0.5,
+        nms_threshold: float = 0.4,
+        device: str = "cpu",
+        intra_op_threads: int = 1,
+    ) -> None:
+        self.path = path
+        self.session = create_session(path, device=device, intra_op_threads=intra_op_threads)
+        self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        if len(outputs) != 9:
+            raise ValueError(f"{path.name}: expected an SCRFD model with landmarks (9 outputs), got {len(outputs)}")
+        self.output_names = outputs
+        self.input_size = input_size
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self._anchor_cache: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def _anchor_centers(self, height: int, width: int, stride: int) -> np.ndarray:
+        key = (height, width, stride)
+        centers = self._anchor_cache.get(key)
+        if centers is None:
+            gh, gw = height // stride, width // stride
+            ys, xs = np.mgrid[:gh, :gw]
+            grid = (np.stack([xs, ys], axis=-1).reshape(-1, 2) * stride).astype(np.float32)
+            centers = np.repeat(grid, _ANCHORS_PER_CELL, axis=0)
+            self._anchor_cache[key] = centers
+        return centers
+
+    def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = rgb.shape[:2]
+        max_w, max_h = self.input_size
+        scale = min(max_w / w, max_h / h)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        in_w, in_h = math.ceil(new_w / 32) * 32, math.ceil(new_h / 32) * 32
+        blob = np.zeros((1, 3, in_h, in_w), dtype=np.float32)
+        blob[0, :, :new_h, :new_w] = (resized.transpose(2, 0, 1).astype(np.float32) - 127.5) / 128.0
+        return blob, scale
+
+    def detect(self, rgb: np.ndarray, max_faces: int = 0) -> list[Detection]:
+        """All faces above the score threshold, largest first."""
+        blob, scale = self._prepare(rgb)
+        outs = self.session.run(self.output_names, {self.input_name: blob})
+        in_h, in_w = blob.shape[2:]
+        all_scores, all_boxes, all_kps = [], [], []
+        for level, stride in enumerate(_STRIDES):
+            scores = outs[level].reshape(-1)
+            deltas = outs[level + 3].reshape(-1, 4) * stride
+            kps_deltas = outs[level + 6].reshape(-1, 10) * stride
+            centers = self._anchor_centers(in_h, in_w, stride)
+            keep = np.nonzero(scores >= self.score_threshold)[0]
+            if keep.size == 0:
+                continue
+            c = centers[keep]
+            d = deltas[keep]
+            all_boxes.append(np.concatenate([c - d[:, :2], c + d[:, 2:]], axis=1))
+            all_kps.append(np.tile(c, 5) + kps_deltas[keep])
+            all_scores.append(scores[keep])
+        if not all_scores:
+            return []
+        scores = np.concatenate(all_scores)
+        boxes = np.concatenate(all_boxes) / scale
+        kps = np.concatenate(all_kps).reshape(-1, 5, 2) / scale
+        keep_idx = nms(boxes, scores, self.nms_threshold)
+        h, w = rgb.shape[:2]
+        faces = []
+        for i in keep_idx:
+            box = boxes[i].copy()
+            box[[0, 2]] = box[[0, 2]].clip(0, w)
+            box[[1, 3]] = box[[1, 3]].clip(0, h)
+            faces.append(Detection(box=box, score=float(scores[i]), landmarks=kps[i]))
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces[:max_faces] if max_faces else faces

@@ -1,0 +1,86 @@
+"""ArcFace embedder: 5-point similarity alignment to the standard 112x112 template, then an L2-normalised
+512-d vector from any InsightFace-style recognition ONNX (w600k_mbf, w600k_r50, glintr100, AuraFace)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceauth.inference.runtime import create_session
+
+ALIGNED_SIZE = 112
+# Where the eyes, nose tip and mouth corners of a frontal face sit in the 112x112 ArcFace crop.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + translation mapping src points onto dst (Umeyama, 1991).
+
+    Returns the 2x3 matrix for cv2.warpAffine.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1] = -1.0  # a reflection is not a pose: flip the weakest axis instead
+    rotation = u @ np.diag(d) @ vt
+    src_var = (src_c**2).sum() / len(src)
+    scale = float((s * d).sum() / src_var) if src_var > 0 else 1.0
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
+    """The face warped so its 5 landmarks land on the ArcFace template (scaled to `size`)."""
+    matrix = similarity_transform(landmarks, ARCFACE_TEMPLATE * (size / ALIGNED_SIZE))
+    return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+
+
+class ArcFaceEmbedder:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        model_id: str,
+        input_mean: float = 127.5,
+        input_std: float = 127.5,
+        device: str = "cpu",
+        intra_op_threads: int = 1,
+    ) -> None:
+        self.path = path
+        self.model_id = model_id
+        self.session = create_session(path, device=device, intra_op_threads=intra_op_threads)
+        inp = self.session.get_inputs()[0]
+        if list(inp.shape[1:]) != [3, ALIGNED_SIZE, ALIGNED_SIZE]:
+            raise ValueError(f"{path.name}: expected a [N,3,112,112] recognition model, got {inp.shape}")
+        self.input_name = inp.name
+        self.output_name = self.session.get_outputs()[0].name
+        self.input_mean = input_mean
+        self.input_std = input_std
+        probe = self.embed_aligned([np.zeros((ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8)])
+        self.dim = int(probe.shape[1])
+
+    def embed_aligned(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Aligned RGB 112x112 crops -> (N, dim) unit vectors."""
+        batch = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2)
+        batch = (batch - self.input_mean) / self.input_std
+        vectors = self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)

@@ -1,0 +1,239 @@
+"""Loads every model once at start-up into named slots, remembering what failed and why.
+
+A model that fails to load does not take the service down: its endpoints answer 503 with a code naming
+it, `/healthz` stays ok, and `/readyz` shows each slot's state, path, id and load time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from faceauth.config import MLSettings
+from faceauth.inference.imaging import DecodedImage
+from faceauth.inference.models import registry
+from faceauth.inference.models.detector import Detection, ScrfdDetector
+from faceauth.inference.models.embedder import ArcFaceEmbedder
+from faceauth.inference.models.nsfw import NudeNetNsfw
+from faceauth.inference.models.spoof import MiniFASNetSpoof, context_crop
+from faceauth.kit.errors import AppError
+
+log = logging.getLogger(__name__)
+
+SlotName = Literal["detector", "embedder", "nsfw", "spoof", "blur"]
+SLOT_NAMES: tuple[SlotName, ...] = ("detector", "embedder", "nsfw", "spoof", "blur")
+
+
+@dataclass
+class ModelSlot:
+    name: SlotName
+    state: Literal["ready", "failed", "missing"] = "missing"
+    path: str | None = None
+    model_id: str | None = None
+    load_seconds: float | None = None
+    error: str | None = None
+    model: Any = field(default=None, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "path": self.path,
+            "model_id": self.model_id,
+            "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
+            "error": self.error,
+        }
+
+
+class NsfwCheck:
+    """Whole-image NSFW probability."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def probability(self, image: DecodedImage) -> float:
+        return float(self.model.nsfw_probability([image.rgb])[0])
+
+
+class SpoofCheck:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def probability(self, image: DecodedImage, face: Detection) -> float:
+        return float(self.model.spoof_probability([context_crop(image.rgb, face.box)])[0])
+
+
+class BlurCheck:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.model_id = getattr(model, "model_id", None)
+
+    def probability(self, image: DecodedImage, face: Detection) -> float:
+        return float(self.model.blur_probability(image.rgb, face.landmarks, face.box, image.scale))
+
+
+class TorchvisionClassifierCheck:
+    """A reference-system classifier (torchvision MobileNet/ResNet, `.pth` via torch or converted ONNX).
+
+    Input per check: NSFW sees the whole photo, spoof the 2.7x context crop, blur the aligned face.
+    Class `positive_index` (default 1) is the bad class: nsfw / spoof / blurry.
+    """
+
+    def __init__(self, kind: SlotName, path: Path, device: str, threads: int, positive_index: int = 1) -> None:
+        from faceauth.inference.models import torch_compat
+
+        self.kind = kind
+        self.positive_index = positive_index
+        self._preprocess = torch_compat.preprocess_imagenet
+        if path.suffix in (".pth", ".pt"):
+            clf = torch_compat.TorchClassifier(path, device=device)
+            self._predict = clf.predict_proba
+            self.input_size = 224
+        else:
+            from faceauth.inference.runtime import create_session
+
+            session = create_session(path, device=device, intra_op_threads=threads)
+            meta = session.get_modelmeta().custom_metadata_map
+            if meta.get("faceauth.kind") != "torchvision-classifier":
+                raise ValueError(f"{path.name} is not a converted torchvision classifier (faceauth models convert)")
+            self.input_size = int(meta.get("faceauth.input_size", 224))
+            name = session.get_inputs()[0].name
+
+            def _predict(batch: np.ndarray) -> np.ndarray:
+                logits = session.run(None, {name: batch})[0]
+                logits = logits - logits.max(axis=1, keepdims=True)
+                e = np.exp(logits)
+                return e / e.sum(axis=1, keepdims=True)
+
+            self._predict = _predict
+
+    def _score(self, crop: np.ndarray) -> float:
+        probs = self._predict(self._preprocess([crop], self.input_size))
+        return float(probs[0, self.positive_index])
+
+    def probability(self, image: DecodedImage, face: Detection | None = None) -> float:
+        from faceauth.inference.models.embedder import align_face
+
+        if self.kind == "nsfw" or face is None:
+            return self._score(image.rgb)
+        if self.kind == "spoof":
+            return self._score(context_crop(image.rgb, face.box)[:, :, ::-1].copy())
+        return self._score(align_face(image.rgb, face.landmarks, size=224))
+
+
+class ModelSet:
+    def __init__(self) -> None:
+        self.slots: dict[SlotName, ModelSlot] = {name: ModelSlot(name) for name in SLOT_NAMES}
+        self.embedding_dim: int | None = None
+
+    def require(self, name: SlotName) -> Any:
+        slot = self.slots[name]
+        if slot.state != "ready":
+            raise AppError(
+                503,
+                f"{name}_model_unavailable",
+                f"the {name} model is not loaded ({slot.error or slot.state})",
+                details={"model": name, "state": slot.state},
+            )
+        return slot.model
+
+    def ready(self, *names: SlotName) -> bool:
+        return all(self.slots[n].state == "ready" for n in names)
+
+    def _load(self, name: SlotName, path: Path | None, build, model_id: str | None = None) -> None:
+        slot = self.slots[name]
+        slot.path = str(path) if path else None
+        started = time.perf_counter()
+        try:
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(f"{path} does not exist")
+            slot.model = build()
+            slot.model_id = (
+                model_id
+                or getattr(slot.model, "model_id", None)
+                or (f"{path.stem}@{registry.file_sha256(path)[:12]}" if path else name)
+            )
+            slot.state = "ready"
+        except Exception as exc:
+            slot.state = "missing" if isinstance(exc, FileNotFoundError) else "failed"
+            slot.error = f"{type(exc).__name__}: {exc}"
+            log.error("model %s not loaded: %s", name, slot.error)
+        slot.load_seconds = time.perf_counter() - started
+
+    @classmethod
+    def load(cls, settings: MLSettings) -> ModelSet:
+        models = cls()
+        device, threads = settings.ml_device, settings.intra_op_threads
+
+        pack: registry.FacePack | None = None
+        try:
+            pack = registry.resolve_face_pack(settings.face_model, settings.model_dir)
+        except Exception as exc:
+            for name in ("detector", "embedder"):
+                models.slots[name].state = "missing"
+                models.slots[name].error = str(exc)
+        if pack is not None:
+            models._load(
+                "detector",
+                pack.detector,
+                lambda: ScrfdDetector(
+                    pack.detector,
+                    input_size=settings.detection_size,
+                    score_threshold=settings.face_detection_threshold,
+                    device=device,
+                    intra_op_threads=threads,
+                ),
+            )
+            embedder_id = pack.embedder_id
+            models._load(
+                "embedder",
+                pack.embedder,
+                lambda: ArcFaceEmbedder(pack.embedder, model_id=embedder_id, device=device, intra_op_threads=threads),
+                model_id=embedder_id,
+            )
+            embedder = models.slots["embedder"].model
+            if embedder is not None:
+                models.embedding_dim = embedder.dim
+                if embedder.dim != settings.face_embedding_dim:
+                    slot = models.slots["embedder"]
+                    slot.state, slot.model = "failed", None
+                    slot.error = (
+                        f"{pack.embedder.name} makes {embedder.dim}-d vectors but "
+                        f"ML_SERVICE_FACE_EMBEDDING_DIM={settings.face_embedding_dim}"
+                    )
+
+        nsfw_path = settings.nsfw_local_model_path or registry.nudenet_model_path()
+        models._load("nsfw", nsfw_path, lambda: _quality_check("nsfw", nsfw_path, settings))
+
+        spoof_path = settings.spoof_local_model_path or registry.default_spoof_path(settings.model_dir)
+        models._load("spoof", spoof_path, lambda: _quality_check("spoof", spoof_path, settings))
+
+        blur_path = settings.blur_local_model_path
+        models._load("blur", blur_path, lambda: _quality_check("blur", blur_path, settings))
+        return models
+
+
+def _quality_check(kind: SlotName, path: Path | None, settings: MLSettings):
+    device, threads = settings.ml_device, settings.intra_op_threads
+    if path is not None and (path.suffix in (".pth", ".pt") or _is_torchvision_onnx(path)):
+        return TorchvisionClassifierCheck(kind, path, device, threads)
+    if kind == "nsfw":
+        return NsfwCheck(NudeNetNsfw(path, device=device, intra_op_threads=threads))
+    if kind == "spoof":
+        return SpoofCheck(MiniFASNetSpoof(path, device=device, intra_op_threads=threads))
+    from faceauth.inference.models.blur import SharpnessClassifier
+
+    return BlurCheck(SharpnessClassifier())
+
+
+def _is_torchvision_onnx(path: Path) -> bool:
+    if path.suffix != ".onnx":
+        return False
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.get_modelmeta().custom_metadata_map.get("faceauth.kind") == "torchvision-classifier"

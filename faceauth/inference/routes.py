@@ -1,0 +1,93 @@
+"""HTTP routes of the ML inference service: thin, each one a view of the shared pipeline."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from faceauth.inference import schemas
+from faceauth.inference.deps import ImagePayload, InternalAuth, ServiceDep
+from faceauth.kit.bodies import image_request_body_openapi
+from faceauth.kit.requests import get_request_id
+
+router = APIRouter(prefix="/v1", dependencies=[InternalAuth])
+health_router = APIRouter()
+
+_IMAGE_BODY = image_request_body_openapi("#/components/schemas/ImageB64Request")
+_ERRORS = {
+    400: {"description": "Bad input: invalid_base64, empty_image, invalid_json, invalid_multipart"},
+    413: {"description": "payload_too_large"},
+    415: {"description": "unsupported_media_type"},
+    422: {"description": "invalid_image, image_truncated, image_too_many_pixels, no_face, validation_error, ..."},
+    503: {"description": "overloaded (with Retry-After) or <model>_model_unavailable"},
+}
+
+
+def _image_route(path: str, model, summary: str):
+    return router.post(path, response_model=model, summary=summary, openapi_extra=_IMAGE_BODY, responses=_ERRORS)
+
+
+def _with_id(request: Request, body: dict) -> dict:
+    return {"requestId": get_request_id(request), **body}
+
+
+@_image_route("/embed", schemas.EmbedResponse, "512-d embedding of the largest face")
+async def embed(request: Request, payload: ImagePayload, service: ServiceDep):
+    return _with_id(request, await service.embed(*payload))
+
+
+@_image_route("/nsfw", schemas.NsfwResponse, "Is the photo safe (no explicit content)?")
+async def nsfw(request: Request, payload: ImagePayload, service: ServiceDep):
+    return _with_id(request, await service.nsfw(*payload))
+
+
+@_image_route("/spoof", schemas.SpoofResponse, "Is the largest face a presentation attack (print, screen)?")
+async def spoof(request: Request, payload: ImagePayload, service: ServiceDep):
+    return _with_id(request, await service.spoof(*payload))
+
+
+@_image_route("/blur", schemas.BlurResponse, "Is the largest face sharp?")
+async def blur(request: Request, payload: ImagePayload, service: ServiceDep):
+    return _with_id(request, await service.blur(*payload))
+
+
+@_image_route("/assess", schemas.AssessResponse, "NSFW + spoof + blur in one pass")
+async def assess(request: Request, payload: ImagePayload, service: ServiceDep):
+    return _with_id(request, await service.assess(*payload))
+
+
+@_image_route("/analyze", schemas.AnalyzeResponse, "Assessment and embedding in one pass (used by the Face API)")
+async def analyze(request: Request, payload: ImagePayload, service: ServiceDep):
+    return _with_id(request, await service.analyze(*payload))
+
+
+@_image_route("/detect", schemas.DetectResponse, "Every face: box, landmarks, pose, area, quality")
+async def detect(request: Request, payload: ImagePayload, service: ServiceDep):
+    return _with_id(request, await service.detect(*payload))
+
+
+@health_router.get("/healthz", response_model=schemas.HealthResponse, summary="Liveness: the process answers")
+async def healthz():
+    return {"status": "ok"}
+
+
+@health_router.get(
+    "/readyz",
+    response_model=schemas.ReadyResponse,
+    summary="Readiness: every model's state, path, id and load time",
+    responses={503: {"model": schemas.ReadyResponse, "description": "detector or embedder not loaded"}},
+)
+async def readyz(request: Request, service: ServiceDep):
+    models = service.pipeline.models
+    core_ready = models.ready("detector", "embedder")
+    all_ready = all(slot.state == "ready" for slot in models.slots.values())
+    body = {
+        "status": "ok" if all_ready else "degraded" if core_ready else "unavailable",
+        "models": {name: slot.public() for name, slot in models.slots.items()},
+        "pool": {
+            "workers": service.pool.workers,
+            "in_flight": service.pool.in_flight,
+            "rejected": service.pool.rejected,
+        },
+    }
+    return JSONResponse(body, status_code=200 if core_ready else 503)

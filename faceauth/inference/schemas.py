@@ -1,0 +1,117 @@
+"""Request and response bodies of the ML service (shapes follow the reference contract, plus extras)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ImageB64Request(BaseModel):
+    image_b64: str = Field(description="The image file (JPEG, PNG, WebP, BMP, TIFF, GIF), base64-encoded.")
+
+
+class Pose(BaseModel):
+    yaw: float
+    pitch: float
+    roll: float
+
+
+class Face(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded (EXIF-upright) photo.")
+    score: float = Field(description="Detector confidence, 0..1.")
+    landmarks: list[list[float]] = Field(
+        description="5 points [x, y]: eye, eye, nose tip, mouth corner, mouth corner (image left to right)."
+    )
+    pose: Pose = Field(description="Coarse yaw/pitch/roll in degrees from the landmarks (about ±10°).")
+    area_fraction: float = Field(description="Box area / photo area.")
+    quality: float = Field(description="0..1: detector score x size x frontalness x sharpness (see docs/API.md).")
+    sharpness: float | None = Field(None, description="1 - P(blurry), when the blur check ran for this face.")
+
+
+class NsfwResult(BaseModel):
+    is_safe: bool
+    probability: float = Field(description="P(explicit content), 0..1.")
+
+
+class SpoofResult(BaseModel):
+    is_spoof: bool
+    probability: float = Field(description="P(presentation attack: print, screen replay), 0..1.")
+
+
+class BlurResult(BaseModel):
+    is_sharp: bool
+    probability: float = Field(description="P(blurry), 0..1.")
+
+
+FaceIssue = Literal["no_face", "face_too_small", "multiple_faces"]
+
+
+class _Base(BaseModel):
+    requestId: str
+
+
+class NsfwResponse(_Base, NsfwResult):
+    model_id: str
+
+
+class SpoofResponse(_Base, SpoofResult):
+    model_id: str
+
+
+class BlurResponse(_Base, BlurResult):
+    model_id: str
+
+
+class EmbedResponse(_Base):
+    face_detected: bool
+    embedding: list[float] | None = Field(description="L2-normalised vector of the largest face, or null.")
+    embedding_dim: int
+    model_id: str = Field(description="Identifies the vector space; never compare vectors of different ids.")
+    face: Face | None
+    faces_count: int
+    face_issue: FaceIssue | None = None
+
+
+class AssessResponse(_Base):
+    passed: bool = Field(description="nsfw.is_safe and not spoof.is_spoof and blur.is_sharp (and a usable face).")
+    nsfw: NsfwResult
+    spoof: SpoofResult | None = Field(description="null when there is no usable face.")
+    blur: BlurResult | None = Field(description="null when there is no usable face.")
+    face_detected: bool
+    faces_count: int
+    reasons: list[str] = Field(description="Why it did not pass: nsfw, spoof, blur, no_face, face_too_small, ...")
+
+
+class AnalyzeResponse(AssessResponse):
+    embedding: list[float] | None
+    embedding_dim: int
+    model_id: str
+    face: Face | None
+    models: dict[str, str | None] = Field(description="Id of each model that ran.")
+    timings_ms: dict[str, float]
+
+
+class DetectResponse(_Base):
+    width: int
+    height: int
+    faces_count: int
+    faces: list[Face] = Field(description="Every face, largest first.")
+
+
+class ModelState(BaseModel):
+    state: Literal["ready", "failed", "missing"]
+    path: str | None
+    model_id: str | None
+    load_seconds: float | None
+    error: str | None
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    models: dict[str, ModelState]
+    pool: dict[str, int]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]

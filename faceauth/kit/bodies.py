@@ -1,0 +1,116 @@
+"""Request-body limits and image payload extraction shared by the services.
+
+The limit is enforced while the body streams in (pure ASGI), so an oversized upload is cut off after
+`max_bytes` instead of being buffered whole and rejected afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from faceauth.kit.errors import AppError
+
+
+class BodyTooLarge(AppError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                # Refuse before reading anything; the handler renders the JSON error.
+                scope.setdefault("state", {})["body_too_large"] = True
+                break
+        received = 0
+        limit = self.max_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if scope.get("state", {}).get("body_too_large"):
+                raise BodyTooLarge(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+IMAGE_FIELDS = ("file", "image")
+
+
+async def read_image_payload(request: Request, max_image_bytes: int) -> tuple[bytes, bool]:
+    """The image bytes of a request, as JSON {"image_b64"}, multipart `file`, or a raw image body.
+
+    Returns (data, is_base64_text): base64 text is decoded by the caller (in a worker thread).
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        raw = await request.body()
+        try:
+            payload = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise AppError(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("image_b64"), str):
+            raise AppError(422, "validation_error", "the JSON body needs a string field image_b64")
+        return payload["image_b64"].encode("ascii", "ignore"), True
+    if content_type == "multipart/form-data":
+        try:
+            form = await request.form(max_files=2, max_fields=16)
+        except BodyTooLarge:
+            raise
+        except Exception:
+            raise AppError(400, "invalid_multipart", "the multipart body cannot be parsed") from None
+        upload = next((form[f] for f in IMAGE_FIELDS if isinstance(form.get(f), UploadFile)), None)
+        if upload is None:
+            raise AppError(422, "validation_error", "the multipart body needs a file field named 'file'")
+        data = await upload.read(max_image_bytes + 1)
+        await form.close()
+        if len(data) > max_image_bytes:
+            raise AppError(413, "payload_too_large", f"the image is larger than {max_image_bytes} bytes")
+        return data, False
+    if content_type.startswith("image/") or content_type == "application/octet-stream":
+        data = await request.body()
+        if len(data) > max_image_bytes:
+            raise AppError(413, "payload_too_large", f"the image is larger than {max_image_bytes} bytes")
+        return data, False
+    raise AppError(
+        415,
+        "unsupported_media_type",
+        "send application/json {image_b64}, multipart/form-data with 'file', or a raw image body",
+    )
+
+
+def image_request_body_openapi(json_schema_ref: str) -> dict:
+    """OpenAPI requestBody for endpoints that take an image in any of the three encodings."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": json_schema_ref}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
