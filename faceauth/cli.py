@@ -48,11 +48,15 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_fetch(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.fetch import fetch
+    from faceauth.inference.models.fetch import FetchError, fetch
 
     settings = load_ml_settings()
     for name in args.names:
-        path = fetch(name, settings.model_dir, allow_unpinned=args.allow_unpinned)
+        try:
+            path = fetch(name, settings.model_dir, url_override=args.url, allow_unpinned=args.allow_unpinned)
+        except (FetchError, KeyError) as exc:
+            print(f"faceauth: {exc}", file=sys.stderr)
+            return 1
         print(f"{name}: {path}")
     return 0
 
@@ -72,8 +76,12 @@ def _models_verify(args: argparse.Namespace) -> int:
 def _models_convert(args: argparse.Namespace) -> int:
     from faceauth.inference.models.torch_compat import convert_checkpoint
 
-    info = convert_checkpoint(Path(args.src), Path(args.dst), arch=args.arch)
-    print(f"wrote {args.dst}: {info}")
+    try:
+        info = convert_checkpoint(Path(args.src), Path(args.dst), arch=args.arch)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"faceauth: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dst}: {info['arch']}, {info['num_classes']} classes, max |torch - onnx| {info['max_abs_diff']:.2e}")
     return 0
 
 
@@ -98,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = models.add_parser("fetch", help="download model packs (pinned sha256) into ML_SERVICE_MODEL_DIR")
     p.add_argument("names", nargs="+")
     p.add_argument("--allow-unpinned", action="store_true", help="accept an artifact with no published checksum")
+    p.add_argument("--url", default=None, help="download from this URL instead (same checksums apply)")
     p.set_defaults(func=_models_fetch)
     p = models.add_parser("verify", help="check installed models against their checksums")
     p.add_argument("names", nargs="*")

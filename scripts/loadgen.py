@@ -76,9 +76,7 @@ def multipart_payload(
     boundary = uuid.uuid4().hex
     parts: list[bytes] = []
     for key, value in (fields or {}).items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
-        )
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
     for key, (filename, data, ctype) in files.items():
         head = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"; filename="{filename}"\r\n'
@@ -287,9 +285,7 @@ async def run_level(
     client_cpu0 = time.process_time()
     start = time.perf_counter()
     try:
-        await asyncio.wait_for(
-            _drive(client, url, payloads, concurrency, requests, warmup, tally), max_seconds
-        )
+        await asyncio.wait_for(_drive(client, url, payloads, concurrency, requests, warmup, tally), max_seconds)
     except TimeoutError:
         done = len(tally.latencies_ms) + sum(tally.errors.values())
         tally.errors["cut"] += tally.sent - done
@@ -450,8 +446,7 @@ class ServiceProcess:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(
-                        f"{self.argv[:4]} exited with {self.proc.returncode} before it was ready"
-                        f"{self._log_tail()}"
+                        f"{self.argv[:4]} exited with {self.proc.returncode} before it was ready{self._log_tail()}"
                     )
                 try:
                     if client.get(self.ready_url).is_success:

@@ -24,6 +24,18 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_module(name: str):
+    """Import a module of the optional `torch` extra: skip if absent, fail if FACEAUTH_REQUIRE_TORCH=1."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if os.environ.get("FACEAUTH_REQUIRE_TORCH") == "1":
+            pytest.fail(f"FACEAUTH_REQUIRE_TORCH=1 but {name!r} cannot be imported: {exc}")
+        pytest.skip(f"optional 'torch' extra not installed ({name})")
+
+
 @cache
 def _shared_dir() -> Path | None:
     value = os.environ.get("FACEAUTH_SHARED_DIR")

@@ -34,3 +34,22 @@ def test_cli_refuses_to_start_with_an_invalid_setting(monkeypatch, capsys):
     monkeypatch.setenv("ML_SERVICE_NSFW_THRESHOLD", "2")
     assert main(["ml"]) == 2
     assert "ML_SERVICE_NSFW_THRESHOLD" in capsys.readouterr().err
+
+
+def test_models_list_and_verify_on_an_empty_model_dir(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ML_SERVICE_MODEL_DIR", str(tmp_path))
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("buffalo_s", "buffalo_l", "antelopev2", "auraface", "minifasnet_v2"):
+        assert name in listing
+    assert main(["models", "verify"]) == 0
+    report = capsys.readouterr().out
+    assert report.count("missing") == 5
+
+
+def test_models_verify_flags_a_corrupted_file(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ML_SERVICE_MODEL_DIR", str(tmp_path))
+    (tmp_path / "minifasnet_v2").mkdir()
+    (tmp_path / "minifasnet_v2" / "minifasnet_v2_80x80.onnx").write_bytes(b"corrupted")
+    assert main(["models", "verify", "minifasnet_v2"]) == 1
+    assert "mismatch" in capsys.readouterr().out

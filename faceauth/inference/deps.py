@@ -34,11 +34,12 @@ def _check_internal_token(request: Request) -> None:
         )
 
 
-async def _image_payload(request: Request) -> tuple[bytes, bool]:
+async def _image_payload(request: Request) -> bytes | str:
     return await read_image_payload(request, request.app.state.settings.max_image_bytes)
 
 
 SettingsDep = Annotated[MLSettings, Depends(_settings)]
 ServiceDep = Annotated[InferenceService, Depends(_service)]
-ImagePayload = Annotated[tuple[bytes, bool], Depends(_image_payload)]
+# The photo's bytes, or its base64 text (decoded later, in a worker thread).
+ImagePayload = Annotated[bytes | str, Depends(_image_payload)]
 InternalAuth = Depends(_check_internal_token)

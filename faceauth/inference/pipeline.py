@@ -21,8 +21,6 @@ from faceauth.inference.models.loader import ModelSet
 
 Check = Literal["embed", "nsfw", "spoof", "blur"]
 ALL_CHECKS: frozenset[Check] = frozenset({"embed", "nsfw", "spoof", "blur"})
-# Photos are decoded at reduced JPEG scale only when at least twice this long side (see imaging.py).
-DECODE_TARGET_SIDE = 2048
 
 
 @dataclass
@@ -63,15 +61,11 @@ class Pipeline:
         self.settings = settings
 
     def decode(self, data: bytes) -> DecodedImage:
-        return decode_image(data, max_pixels=self.settings.max_image_pixels, target_side=DECODE_TARGET_SIDE)
+        target = self.settings.decode_target_side or None
+        return decode_image(data, max_pixels=self.settings.max_image_pixels, target_side=target)
 
     def analyze(self, data: bytes, checks: frozenset[Check], *, all_faces: bool = False) -> Analysis:
         """Run in a worker thread. `all_faces` also scores sharpness for every face (for /v1/detect)."""
-        timings: dict[str, float] = {}
-        timer = _Timer(timings)
-        image = self.decode(data)
-        timer.lap("decode")
-
         # Resolve every model the request needs before doing work, so a missing one fails fast (503).
         needs_face = bool(checks & {"embed", "spoof", "blur"}) or all_faces
         detector = self.models.require("detector") if needs_face else None
@@ -82,6 +76,11 @@ class Pipeline:
             blur = self.models.require("blur")
         else:  # /v1/detect reports per-face sharpness when it can, but does not need it
             blur = self.models.slots["blur"].model if all_faces and self.models.ready("blur") else None
+
+        timings: dict[str, float] = {}
+        timer = _Timer(timings)
+        image = self.decode(data)
+        timer.lap("decode")
 
         faces: list[FaceReport] = []
         primary: FaceReport | None = None

@@ -33,37 +33,37 @@ def _with_id(request: Request, body: dict) -> dict:
 
 @_image_route("/embed", schemas.EmbedResponse, "512-d embedding of the largest face")
 async def embed(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.embed(*payload))
+    return _with_id(request, await service.embed(payload))
 
 
 @_image_route("/nsfw", schemas.NsfwResponse, "Is the photo safe (no explicit content)?")
 async def nsfw(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.nsfw(*payload))
+    return _with_id(request, await service.nsfw(payload))
 
 
 @_image_route("/spoof", schemas.SpoofResponse, "Is the largest face a presentation attack (print, screen)?")
 async def spoof(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.spoof(*payload))
+    return _with_id(request, await service.spoof(payload))
 
 
 @_image_route("/blur", schemas.BlurResponse, "Is the largest face sharp?")
 async def blur(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.blur(*payload))
+    return _with_id(request, await service.blur(payload))
 
 
 @_image_route("/assess", schemas.AssessResponse, "NSFW + spoof + blur in one pass")
 async def assess(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.assess(*payload))
+    return _with_id(request, await service.assess(payload))
 
 
 @_image_route("/analyze", schemas.AnalyzeResponse, "Assessment and embedding in one pass (used by the Face API)")
 async def analyze(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.analyze(*payload))
+    return _with_id(request, await service.analyze(payload))
 
 
 @_image_route("/detect", schemas.DetectResponse, "Every face: box, landmarks, pose, area, quality")
 async def detect(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.detect(*payload))
+    return _with_id(request, await service.detect(payload))
 
 
 @health_router.get("/healthz", response_model=schemas.HealthResponse, summary="Liveness: the process answers")

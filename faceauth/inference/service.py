@@ -17,12 +17,12 @@ class InferenceService:
         self.pool = pool
         self.settings = settings
 
-    async def _analyze(self, data: bytes, is_b64: bool, checks: frozenset[Check], all_faces: bool = False) -> Analysis:
+    async def _analyze(self, payload: bytes | str, checks: frozenset[Check], all_faces: bool = False) -> Analysis:
         max_bytes = self.settings.max_image_bytes
 
         def work() -> Analysis:
-            image = b64decode_image(data.decode("ascii"), max_bytes) if is_b64 else data
-            return self.pipeline.analyze(image, checks, all_faces=all_faces)
+            data = b64decode_image(payload, max_bytes) if isinstance(payload, str) else payload
+            return self.pipeline.analyze(data, checks, all_faces=all_faces)
 
         return await self.pool.run(work)
 
@@ -54,17 +54,17 @@ class InferenceService:
             code = a.face_issue or "no_face"
             raise AppError(422, code, messages.get(code, code))
 
-    async def nsfw(self, data: bytes, is_b64: bool) -> dict:
-        a = await self._analyze(data, is_b64, frozenset({"nsfw"}))
+    async def nsfw(self, payload: bytes | str) -> dict:
+        a = await self._analyze(payload, frozenset({"nsfw"}))
         return {**self._nsfw(a), "model_id": self._model_id("nsfw")}
 
-    async def spoof(self, data: bytes, is_b64: bool) -> dict:
-        a = await self._analyze(data, is_b64, frozenset({"spoof"}))
+    async def spoof(self, payload: bytes | str) -> dict:
+        a = await self._analyze(payload, frozenset({"spoof"}))
         self._require_face(a)
         return {**self._spoof(a), "model_id": self._model_id("spoof")}  # type: ignore[dict-item]
 
-    async def blur(self, data: bytes, is_b64: bool) -> dict:
-        a = await self._analyze(data, is_b64, frozenset({"blur"}))
+    async def blur(self, payload: bytes | str) -> dict:
+        a = await self._analyze(payload, frozenset({"blur"}))
         self._require_face(a)
         return {**self._blur(a), "model_id": self._model_id("blur")}  # type: ignore[dict-item]
 
@@ -102,16 +102,16 @@ class InferenceService:
             "reasons": reasons,
         }
 
-    async def embed(self, data: bytes, is_b64: bool) -> dict:
-        a = await self._analyze(data, is_b64, frozenset({"embed"}))
+    async def embed(self, payload: bytes | str) -> dict:
+        a = await self._analyze(payload, frozenset({"embed"}))
         return {**self._embedding_view(a), "face_issue": a.face_issue}
 
-    async def assess(self, data: bytes, is_b64: bool) -> dict:
-        a = await self._analyze(data, is_b64, _ASSESS)
+    async def assess(self, payload: bytes | str) -> dict:
+        a = await self._analyze(payload, _ASSESS)
         return self._assessment_view(a)
 
-    async def analyze(self, data: bytes, is_b64: bool) -> dict:
-        a = await self._analyze(data, is_b64, _ASSESS | {"embed"})
+    async def analyze(self, payload: bytes | str) -> dict:
+        a = await self._analyze(payload, _ASSESS | {"embed"})
         models = {name: slot.model_id for name, slot in self.pipeline.models.slots.items()}
         return {
             **self._assessment_view(a),
@@ -120,8 +120,8 @@ class InferenceService:
             "timings_ms": a.timings_ms,
         }
 
-    async def detect(self, data: bytes, is_b64: bool) -> dict:
-        a = await self._analyze(data, is_b64, frozenset(), all_faces=True)
+    async def detect(self, payload: bytes | str) -> dict:
+        a = await self._analyze(payload, frozenset(), all_faces=True)
         faces = [self.pipeline.describe_face(a.image, f) for f in a.faces]
         return {
             "width": a.image.original_width,

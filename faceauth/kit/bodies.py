@@ -54,10 +54,10 @@ class BodyLimitMiddleware:
 IMAGE_FIELDS = ("file", "image")
 
 
-async def read_image_payload(request: Request, max_image_bytes: int) -> tuple[bytes, bool]:
-    """The image bytes of a request, as JSON {"image_b64"}, multipart `file`, or a raw image body.
+async def read_image_payload(request: Request, max_image_bytes: int) -> bytes | str:
+    """The image of a request, sent as JSON {"image_b64"}, multipart `file`, or a raw image body.
 
-    Returns (data, is_base64_text): base64 text is decoded by the caller (in a worker thread).
+    Returns the file's bytes, or its base64 text (str) for the caller to decode off the event loop.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
@@ -68,7 +68,7 @@ async def read_image_payload(request: Request, max_image_bytes: int) -> tuple[by
             raise AppError(400, "invalid_json", "the body is not valid JSON") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("image_b64"), str):
             raise AppError(422, "validation_error", "the JSON body needs a string field image_b64")
-        return payload["image_b64"].encode("ascii", "ignore"), True
+        return payload["image_b64"]
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=2, max_fields=16)
@@ -83,12 +83,12 @@ async def read_image_payload(request: Request, max_image_bytes: int) -> tuple[by
         await form.close()
         if len(data) > max_image_bytes:
             raise AppError(413, "payload_too_large", f"the image is larger than {max_image_bytes} bytes")
-        return data, False
+        return data
     if content_type.startswith("image/") or content_type == "application/octet-stream":
         data = await request.body()
         if len(data) > max_image_bytes:
             raise AppError(413, "payload_too_large", f"the image is larger than {max_image_bytes} bytes")
-        return data, False
+        return data
     raise AppError(
         415,
         "unsupported_media_type",

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from faceauth.config import MLSettings
 from faceauth.inference.app import create_app, load_service
+from faceauth.inference.pipeline import Pipeline
 from faceauth.inference.service import InferenceService
 
 
@@ -34,6 +35,12 @@ def service(settings: MLSettings) -> InferenceService:
         name: slot.error for name, slot in svc.pipeline.models.slots.items()
     }
     return svc
+
+
+def derived_service(service: InferenceService, **overrides) -> tuple[MLSettings, InferenceService]:
+    """The session's loaded models behind different settings (no reload)."""
+    settings = service.settings.model_copy(update=overrides)
+    return settings, InferenceService(Pipeline(service.pipeline.models, settings), service.pool, settings)
 
 
 @pytest.fixture(scope="session")

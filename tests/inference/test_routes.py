@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from faceauth.inference.app import create_app, load_service
-from tests.inference.conftest import ml_settings
+from tests.inference.conftest import derived_service, ml_settings
 
 IMAGE_ENDPOINTS = ["/v1/embed", "/v1/nsfw", "/v1/spoof", "/v1/blur", "/v1/assess", "/v1/analyze", "/v1/detect"]
 
@@ -112,23 +114,15 @@ def test_no_face(client):
     _assert_error(client.post("/v1/blur", json=_b64(data)), 422, "no_face")
 
 
-def test_small_face_counts_as_none(settings, service, photo_bytes):
-    strict = settings.model_copy(update={"face_area_threshold": 0.5})
-    from faceauth.inference.pipeline import Pipeline
-    from faceauth.inference.service import InferenceService
-
-    svc = InferenceService(Pipeline(service.pipeline.models, strict), service.pool, strict)
+def test_small_face_counts_as_none(service, photo_bytes):
+    strict, svc = derived_service(service, face_area_threshold=0.5)
     with TestClient(create_app(strict, service=svc)) as c:
         body = c.post("/v1/analyze", json=_b64(photo_bytes("img1.jpg"))).json()
     assert body["face_detected"] is False and "face_too_small" in body["reasons"] and body["embedding"] is None
 
 
-def test_multiple_faces_policy_reject(settings, service, photo_bytes):
-    strict = settings.model_copy(update={"multiple_faces_policy": "reject"})
-    from faceauth.inference.pipeline import Pipeline
-    from faceauth.inference.service import InferenceService
-
-    svc = InferenceService(Pipeline(service.pipeline.models, strict), service.pool, strict)
+def test_multiple_faces_policy_reject(service, photo_bytes):
+    strict, svc = derived_service(service, multiple_faces_policy="reject")
     with TestClient(create_app(strict, service=svc)) as c:
         body = c.post("/v1/assess", json=_b64(photo_bytes("couple.jpg"))).json()
     assert body["passed"] is False and "multiple_faces" in body["reasons"] and body["faces_count"] == 2
@@ -158,9 +152,9 @@ def test_truncated_jpeg_is_refused(client, photo_bytes, path):
     _assert_error(client.post(path, json=_b64(data[: len(data) // 3])), 422, "image_truncated")
 
 
-def test_oversized_upload_is_413(spoof_model_path, tmp_path, service):
-    small = ml_settings(spoof_model_path, tmp_path, max_image_bytes=50_000)
-    with TestClient(create_app(small, service=service)) as c:
+def test_oversized_upload_is_413(service):
+    small, svc = derived_service(service, max_image_bytes=50_000)
+    with TestClient(create_app(small, service=svc)) as c:
         big = bytes(60_000)
         _assert_error(
             c.post("/v1/embed", content=big, headers={"content-type": "image/jpeg"}), 413, "payload_too_large"
@@ -242,9 +236,9 @@ def test_broken_face_pack_makes_readyz_unavailable(spoof_model_path, tmp_path):
         _assert_error(c.post("/v1/embed", json={"image_b64": "aGVsbG8="}), 503, "detector_model_unavailable")
 
 
-def test_internal_token_is_required_when_set(spoof_model_path, tmp_path, service, photo_bytes):
-    settings = ml_settings(spoof_model_path, tmp_path, auth_token="s3cret")
-    with TestClient(create_app(settings, service=service)) as c:
+def test_internal_token_is_required_when_set(service, photo_bytes):
+    settings, svc = derived_service(service, auth_token="s3cret")
+    with TestClient(create_app(settings, service=svc)) as c:
         body = _b64(photo_bytes("img1.jpg"))
         _assert_error(c.post("/v1/nsfw", json=body), 401, "unauthorized")
         _assert_error(c.post("/v1/nsfw", json=body, headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
@@ -253,25 +247,29 @@ def test_internal_token_is_required_when_set(spoof_model_path, tmp_path, service
 
 
 def test_past_capacity_answers_503_with_retry_after(spoof_model_path, tmp_path, photo_bytes):
-    from faceauth.inference.runtime import ComputePool
-
     settings = ml_settings(spoof_model_path, tmp_path, workers=1, max_queue=0)
     svc = load_service(settings)
     release = threading.Event()
-    blocker = svc.pool._executor.submit(release.wait)  # occupy the only worker thread
+    # Occupy the only slot with a job that waits, as a slow request in progress would.
+    occupant = threading.Thread(target=lambda: asyncio.run(svc.pool.run(release.wait)))
+    occupant.start()
     try:
-        svc.pool._in_flight = 1  # ...and count it, as a request in progress would be
+        deadline = time.monotonic() + 5
+        while svc.pool.in_flight < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         with TestClient(create_app(settings, service=svc)) as c:
             r = c.post("/v1/embed", json=_b64(photo_bytes("img1.jpg")))
             _assert_error(r, 503, "overloaded")
             assert r.headers["retry-after"] == "1"
             assert svc.pool.rejected == 1
+            release.set()
+            occupant.join(timeout=5)
+            # Capacity is back: the next request is served.
+            assert c.post("/v1/embed", json=_b64(photo_bytes("img1.jpg"))).status_code == 200
     finally:
         release.set()
-        blocker.result(timeout=5)
-        svc.pool._in_flight = 0
+        occupant.join(timeout=5)
         svc.pool.shutdown()
-    assert isinstance(svc.pool, ComputePool)
 
 
 def test_openapi_documents_all_three_encodings(client):

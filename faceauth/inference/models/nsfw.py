@@ -68,6 +68,9 @@ class NudeNetNsfw:
         self.path = path
         self.session = create_session(path, device=device, intra_op_threads=intra_op_threads)
         self.input_name = self.session.get_inputs()[0].name
+        out_shape = self.session.get_outputs()[0].shape
+        if len(out_shape) != 3 or out_shape[1] != 4 + len(LABELS):
+            raise ValueError(f"{path.name}: expected a NudeNet detector output [N, 22, anchors], got {out_shape}")
 
     def nsfw_probability(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         batch = np.stack([letterbox(img) for img in images_rgb])

@@ -23,26 +23,17 @@ import onnxruntime as ort
 import pytest
 
 from faceauth.inference.models import torch_compat as tc
-
-
-def _require(module_name: str):
-    """Import a module of the optional 'torch' extra; skip if absent, fail if FACEAUTH_REQUIRE_TORCH=1."""
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as exc:
-        if os.environ.get("FACEAUTH_REQUIRE_TORCH") == "1":
-            pytest.fail(f"FACEAUTH_REQUIRE_TORCH=1 but {module_name!r} cannot be imported: {exc}")
-        pytest.skip(f"optional 'torch' extra not installed ({module_name})")
+from tests.conftest import require_module
 
 
 @pytest.fixture(scope="module")
 def torch():
-    return _require("torch")
+    return require_module("torch")
 
 
 @pytest.fixture(scope="module")
 def onnx(torch):
-    return _require("onnx")
+    return require_module("onnx")
 
 
 def _synthetic_rgb(h: int, w: int, seed: int) -> np.ndarray:
