@@ -81,7 +81,8 @@ def _models_convert(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"faceauth: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.dst}: {info['arch']}, {info['num_classes']} classes, max |torch - onnx| {info['max_abs_diff']:.2e}")
+    summary = f"{info['arch']}, {info['num_classes']} classes, max |torch - onnx| {info['max_abs_diff']:.2e}"
+    print(f"wrote {args.dst}: {summary}")
     return 0
 
 

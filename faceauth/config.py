@@ -45,6 +45,10 @@ class MLSettings(BaseSettings):
     face_detection_width: int = Field(default=640, ge=64, le=2048)
     face_detection_height: int = Field(default=640, ge=64, le=2048)
     face_detection_threshold: float = Field(default=0.5, ge=0.05, le=1.0)
+    # Looking for the subject face, the detector first runs at this (cheaper) size and keeps the result when
+    # the largest face is clearly big enough; otherwise it runs again at the full detection size. /v1/detect
+    # always uses the full size. 0 turns the first pass off.
+    face_detection_coarse_size: int = Field(default=320, ge=0, le=2048)
     face_area_threshold: float = Field(default=0.01, ge=0.0, le=1.0)
     # "largest": judge the largest face and report the others; "reject": more than one face fails assessment.
     multiple_faces_policy: Literal["largest", "reject"] = "largest"
@@ -66,10 +70,10 @@ class MLSettings(BaseSettings):
     max_queue: int = Field(default=64, ge=0, le=10_000)
 
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    # 0: decode every photo at full resolution. N: decode JPEGs of >= 2N px at a reduced DCT scale keeping
-    # >= N px: much faster for huge photos, but blur is then judged at that reduced resolution, where a
-    # slight blur of the original (sigma 3 px on a 4600 px photo) is no longer visible.
-    decode_target_side: int = Field(default=0, ge=0, le=16384)
+    # JPEGs of at least twice this long side are decoded at a reduced DCT scale (1/2..1/8) that keeps this
+    # many pixels, unless the request runs the blur check: blur is judged on the photo's own pixels, where a
+    # slight blur of a large photo (sigma 3 px on 4600 px) is still visible. 0: always full resolution.
+    decode_target_side: int = Field(default=800, ge=0, le=16384)
     max_image_pixels: int = Field(default=40_000_000, ge=10_000)
 
     @field_validator("ml_device")

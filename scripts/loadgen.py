@@ -9,6 +9,8 @@ Reusable by every ``scripts/bench_*.py``: it knows nothing about faceauth. The p
   percentiles, errors, CPU seconds of client and server);
 * ``ServiceProcess`` -- starts a server as a subprocess in its own process group, waits for its readiness URL,
   stops it (SIGTERM to that group, then SIGKILL), and measures its CPU time from ``/proc``;
+* ``wait_for_quiet`` / ``machine_busy_seconds`` -- whether other work on the machine would disturb a measurement
+  (``LoadResult.other_cores`` reports it afterwards);
 * ``results_table`` -- the markdown table of a list of results.
 
 Traffic goes only to the URL the caller gives (use loopback), and every loop is bounded in count and time.

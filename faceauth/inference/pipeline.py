@@ -20,6 +20,8 @@ from faceauth.inference.models.geometry import estimate_pose, face_quality
 from faceauth.inference.models.loader import ModelSet
 
 Check = Literal["embed", "nsfw", "spoof", "blur"]
+# A face this many px across in the coarse detector input has landmarks precise enough for alignment.
+_COARSE_MIN_FACE_PX = 48
 ALL_CHECKS: frozenset[Check] = frozenset({"embed", "nsfw", "spoof", "blur"})
 
 
@@ -60,9 +62,23 @@ class Pipeline:
         self.models = models
         self.settings = settings
 
-    def decode(self, data: bytes) -> DecodedImage:
-        target = self.settings.decode_target_side or None
+    def decode(self, data: bytes, *, full_resolution: bool = True) -> DecodedImage:
+        target = None if full_resolution else (self.settings.decode_target_side or None)
         return decode_image(data, max_pixels=self.settings.max_image_pixels, target_side=target)
+
+    def _detect(self, detector, image: DecodedImage, all_faces: bool) -> list[Detection]:
+        """Faces, largest first. For the subject face a coarse pass usually suffices (selfies have big faces);
+        it is kept only when its largest face is well inside what the coarse size resolves."""
+        coarse = self.settings.face_detection_coarse_size
+        if not all_faces and coarse and coarse < min(self.settings.detection_size):
+            faces = detector.detect(image.rgb, input_size=(coarse, coarse))
+            if faces:
+                face = faces[0]
+                side_px = min(face.width, face.height) * detector.input_scale(image.rgb, (coarse, coarse))
+                area_fraction = face.area / float(image.width * image.height)
+                if side_px >= _COARSE_MIN_FACE_PX and area_fraction >= self.settings.face_area_threshold:
+                    return faces
+        return detector.detect(image.rgb)
 
     def analyze(self, data: bytes, checks: frozenset[Check], *, all_faces: bool = False) -> Analysis:
         """Run in a worker thread. `all_faces` also scores sharpness for every face (for /v1/detect)."""
@@ -79,7 +95,8 @@ class Pipeline:
 
         timings: dict[str, float] = {}
         timer = _Timer(timings)
-        image = self.decode(data)
+        # Blur is judged on the photo's own pixels; every other check is content with a reduced decode.
+        image = self.decode(data, full_resolution=blur is not None)
         timer.lap("decode")
 
         faces: list[FaceReport] = []
@@ -87,7 +104,7 @@ class Pipeline:
         face_issue: str | None = None
         if detector is not None:
             image_area = float(image.width * image.height)
-            faces = [FaceReport(d, d.area / image_area) for d in detector.detect(image.rgb)]
+            faces = [FaceReport(d, d.area / image_area) for d in self._detect(detector, image, all_faces)]
             timer.lap("detect")
             usable = [f for f in faces if f.area_fraction >= self.settings.face_area_threshold]
             if not faces:

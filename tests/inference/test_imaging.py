@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceauth.inference import imaging
 from faceauth.inference.imaging import b64decode_image, decode_image
 from faceauth.kit.errors import AppError
 
@@ -174,3 +175,38 @@ def test_b64_oversize_is_refused_before_decoding():
     with pytest.raises(AppError) as info:
         b64decode_image("A" * 4000, 1024)
     assert (info.value.status, info.value.code) == (413, "payload_too_large")
+
+
+def _photo_like(width=96, height=64) -> Image.Image:
+    """Asymmetric content, so every flip and rotation gives a different array."""
+    rgb = _gradient(width, height)
+    rgb[5:20, 10:40] = (250, 20, 20)
+    return Image.fromarray(rgb)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_jpeg_path_and_pillow_path_agree(orientation, monkeypatch):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(_photo_like(), "JPEG", quality=95, exif=exif.tobytes())
+    fast = decode_image(data, max_pixels=MAX_PIXELS)
+    monkeypatch.setattr(imaging, "_decode_jpeg_fast", lambda *args: None)
+    careful = decode_image(data, max_pixels=MAX_PIXELS)
+    assert fast.rgb.shape == careful.rgb.shape
+    assert (fast.original_width, fast.original_height) == (careful.original_width, careful.original_height)
+    assert np.abs(fast.rgb.astype(int) - careful.rgb.astype(int)).mean() < 2
+
+
+@pytest.mark.parametrize("target", [600, 300, 150])
+def test_reduced_decode_matches_between_paths(target, monkeypatch):
+    data = _encode(_photo_like(1280, 960), "JPEG", quality=95)
+    fast = decode_image(data, max_pixels=MAX_PIXELS, target_side=target)
+    monkeypatch.setattr(imaging, "_decode_jpeg_fast", lambda *args: None)
+    careful = decode_image(data, max_pixels=MAX_PIXELS, target_side=target)
+    assert fast.rgb.shape == careful.rgb.shape and fast.width >= target and fast.width < 2 * target
+    assert np.abs(fast.rgb.astype(int) - careful.rgb.astype(int)).mean() < 3
+
+
+def test_jpeg_with_bytes_after_the_end_marker_still_decodes():
+    data = _encode(_photo_like(), "JPEG", quality=90) + b"trailing vendor data"
+    assert decode_image(data, max_pixels=MAX_PIXELS).rgb.shape == (64, 96, 3)

@@ -279,3 +279,18 @@ def test_openapi_documents_all_three_encodings(client):
         assert {"application/json", "multipart/form-data", "application/octet-stream"} <= set(content)
     assert "ImageB64Request" in spec["components"]["schemas"]
     assert client.get("/docs").status_code == 200
+
+
+def test_small_face_in_a_large_photo_is_found_by_the_full_size_pass(service, photo_bytes):
+    face = Image.open(io.BytesIO(photo_bytes("img1.jpg"))).convert("RGB")
+    face.thumbnail((120, 120))  # the face ends up about 40 px wide
+    canvas = Image.new("RGB", (1600, 1200), (128, 128, 128))
+    canvas.paste(face, (700, 500))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=95)
+    settings, svc = derived_service(service, face_area_threshold=0.0)
+    with TestClient(create_app(settings, service=svc)) as c:
+        body = c.post("/v1/embed", json=_b64(buf.getvalue())).json()
+    assert body["face_detected"] is True
+    x1, y1, x2, y2 = body["face"]["box"]
+    assert 700 <= x1 < x2 <= 820 and 500 <= y1 < y2 <= 620

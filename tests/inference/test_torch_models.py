@@ -42,7 +42,9 @@ def test_pth_checkpoint_serves_the_blur_check(checkpoint, spoof_model_path, tmp_
     # The same face, aligned to 224 px, through the checkpoint directly.
     image = service.pipeline.decode(data)
     face = service.pipeline.models.require("detector").detect(image.rgb)[0]
-    assert body["probability"] == pytest.approx(_expected(checkpoint, align_face(image.rgb, face.landmarks, 224)), abs=1e-3)
+    assert body["probability"] == pytest.approx(
+        _expected(checkpoint, align_face(image.rgb, face.landmarks, 224)), abs=1e-3
+    )
     assert body["is_sharp"] == (body["probability"] < settings.blur_threshold)
 
 

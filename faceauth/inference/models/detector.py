@@ -95,9 +95,9 @@ class ScrfdDetector:
             self._anchor_cache[key] = centers
         return centers
 
-    def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    def _prepare(self, rgb: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, float]:
         h, w = rgb.shape[:2]
-        max_w, max_h = self.input_size
+        max_w, max_h = input_size
         scale = min(max_w / w, max_h / h)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -106,9 +106,15 @@ class ScrfdDetector:
         blob[0, :, :new_h, :new_w] = (resized.transpose(2, 0, 1).astype(np.float32) - 127.5) / 128.0
         return blob, scale
 
-    def detect(self, rgb: np.ndarray, max_faces: int = 0) -> list[Detection]:
-        """All faces above the score threshold, largest first."""
-        blob, scale = self._prepare(rgb)
+    def input_scale(self, rgb: np.ndarray, input_size: tuple[int, int] | None = None) -> float:
+        """Detector input px per image px."""
+        max_w, max_h = input_size or self.input_size
+        return min(max_w / rgb.shape[1], max_h / rgb.shape[0])
+
+    def detect(self, rgb: np.ndarray, input_size: tuple[int, int] | None = None) -> list[Detection]:
+        """All faces above the score threshold, largest first. `input_size` bounds the network input
+        (default: the configured detection size)."""
+        blob, scale = self._prepare(rgb, input_size or self.input_size)
         outs = self.session.run(self.output_names, {self.input_name: blob})
         in_h, in_w = blob.shape[2:]
         all_scores, all_boxes, all_kps = [], [], []
@@ -139,4 +145,4 @@ class ScrfdDetector:
             box[[1, 3]] = box[[1, 3]].clip(0, h)
             faces.append(Detection(box=box, score=float(scores[i]), landmarks=kps[i]))
         faces.sort(key=lambda f: f.area, reverse=True)
-        return faces[:max_faces] if max_faces else faces
+        return faces

@@ -221,9 +221,7 @@ def _architectures() -> dict[str, Any]:
             self.bn2 = nn.BatchNorm2d(cout)
             self.downsample = None
             if stride != 1 or cin != cout:  # projection shortcut when the shape changes
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-                )
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
         def forward(self, x):
             identity = x if self.downsample is None else self.downsample(x)
@@ -274,22 +272,13 @@ def detect_arch(state_dict: Mapping[str, Any]) -> str:
         if "layer1.2.conv1.weight" in keys or "layer1.0.conv3.weight" in keys:
             raise ValueError("this is a deeper ResNet (34/50/...), only resnet18 is supported")
         return "resnet18"
-    if (
-        "classifier.1.weight" in keys
-        and "features.18.0.weight" in keys
-        and "features.1.conv.0.0.weight" in keys
-    ):
+    if "classifier.1.weight" in keys and "features.18.0.weight" in keys and "features.1.conv.0.0.weight" in keys:
         return "mobilenet_v2"
-    if (
-        "classifier.3.weight" in keys
-        and "features.16.0.weight" in keys
-        and "features.1.block.0.0.weight" in keys
-    ):
+    if "classifier.3.weight" in keys and "features.16.0.weight" in keys and "features.1.block.0.0.weight" in keys:
         return "mobilenet_v3_large"  # MobileNetV3-Small ends at features.12 and is not matched
     sample = ", ".join(sorted(keys)[:6])
     raise ValueError(
-        f"cannot recognise the architecture of this state dict (supported: {', '.join(ARCHS)}); "
-        f"first keys: {sample}"
+        f"cannot recognise the architecture of this state dict (supported: {', '.join(ARCHS)}); first keys: {sample}"
     )
 
 
@@ -332,9 +321,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(
-    path: str | os.PathLike[str], arch: str | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike[str], arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a torchvision-classifier ``.pth`` into an eval-mode module.
 
     Only tensors and plain containers are unpickled (``weights_only=True``): a checkpoint is untrusted input

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
-import os
 import pathlib
 import subprocess
 import sys
@@ -65,9 +63,7 @@ def _trained_like(torch, arch: str, num_classes: int, seed: int = 0):
     """
     torch.manual_seed(seed)
     model = tc.build_model(arch, num_classes)
-    calibration = torch.cat(
-        [torch.from_numpy(tc.preprocess_imagenet(_images())), torch.randn(8, 3, 224, 224)]
-    )
+    calibration = torch.cat([torch.from_numpy(tc.preprocess_imagenet(_images())), torch.randn(8, 3, 224, 224)])
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -166,9 +162,7 @@ def test_state_dict_uses_torchvision_names(torch, arch):
 def test_batchnorm_settings_match_torchvision(torch, arch):
     # eps is not in the state dict, so a wrong value would load fine and silently change every prediction.
     want = (1e-3, 0.01) if arch == "mobilenet_v3_large" else (1e-5, 0.1)
-    settings = {
-        (m.eps, m.momentum) for m in tc.build_model(arch, 2).modules() if isinstance(m, torch.nn.BatchNorm2d)
-    }
+    settings = {(m.eps, m.momentum) for m in tc.build_model(arch, 2).modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert settings == {want}
 
 
@@ -238,9 +232,7 @@ WRAPPERS = {
 
 @pytest.mark.torch
 @pytest.mark.parametrize("wrapper", WRAPPERS)
-@pytest.mark.parametrize(
-    ("arch", "num_classes"), [("mobilenet_v2", 2), ("mobilenet_v3_large", 3), ("resnet18", 5)]
-)
+@pytest.mark.parametrize(("arch", "num_classes"), [("mobilenet_v2", 2), ("mobilenet_v3_large", 3), ("resnet18", 5)])
 def test_checkpoint_round_trip(torch, tmp_path, arch, num_classes, wrapper):
     original = _trained_like(torch, arch, num_classes)
     path = tmp_path / "model.pth"

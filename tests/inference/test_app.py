@@ -1,0 +1,69 @@
+"""Start-up: models that are fetched on first start, and what happens when fetching fails."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from faceauth.inference.app import create_app
+from faceauth.inference.models import registry
+from faceauth.inference.models.fetch import MIRROR_ENV
+from tests.inference.conftest import ml_settings
+
+
+def test_missing_reference_checkpoint_is_fetched_from_the_hub_once(spoof_model_path, tmp_path, server, monkeypatch):
+    nudenet = registry.nudenet_model_path().read_bytes()
+    server.files["/hub/acme/nudenet/resolve/main/320n.onnx"] = nudenet
+    monkeypatch.setenv("HF_ENDPOINT", server.url("/hub"))
+    target = tmp_path / "checkpoints" / "320n.onnx"
+    settings = ml_settings(
+        spoof_model_path, tmp_path, nsfw_local_model_path=target, nsfw_hf_repo_id="acme/nudenet", auto_fetch=True
+    )
+    for _ in range(2):  # the second start finds the file and asks for nothing
+        with TestClient(create_app(settings)) as c:
+            nsfw = c.get("/readyz").json()["models"]["nsfw"]
+            assert nsfw["state"] == "ready" and nsfw["path"] == str(target)
+    assert target.read_bytes() == nudenet
+    assert server.requests == ["/hub/acme/nudenet/resolve/main/320n.onnx"]
+
+
+def test_first_start_fetches_the_spoof_model_and_refuses_a_wrong_file(tmp_path, server, monkeypatch, spoof_model_path):
+    # The mirror serves a different export than the pinned one: the pin refuses it, nothing is installed,
+    # and the service still starts, with only the spoof model unavailable.
+    server.files["/mirror/minifasnet_v2_80x80.onnx"] = spoof_model_path.read_bytes()
+    monkeypatch.setenv(MIRROR_ENV, server.url("/mirror"))
+    settings = ml_settings(spoof_model_path, tmp_path / "models", auto_fetch=True, spoof_local_model_path=None)
+    with TestClient(create_app(settings)) as c:
+        ready = c.get("/readyz").json()
+        assert ready["status"] == "degraded"
+        assert ready["models"]["spoof"]["state"] == "missing"
+        assert ready["models"]["embedder"]["state"] == "ready"
+    assert server.requests == ["/mirror/minifasnet_v2_80x80.onnx"]
+    assert not registry.default_spoof_path(tmp_path / "models").exists()
+
+
+def test_a_pack_directory_in_insightface_layout_is_used(spoof_model_path, tmp_path):
+    pack = tmp_path / "models" / "buffalo_l"
+    pack.mkdir(parents=True)
+    wheel = registry.vectron_model_dir()
+    # A stand-in for a user's buffalo_l: the files under their pack names.
+    (pack / "det_10g.onnx").symlink_to(wheel / "scrfd_500m_bnkps.onnx")
+    (pack / "w600k_r50.onnx").symlink_to(wheel / "w600k_mbf.onnx")
+    settings = ml_settings(spoof_model_path, tmp_path / "models", face_model="buffalo_l")
+    with TestClient(create_app(settings)) as c:
+        models = c.get("/readyz").json()["models"]
+    assert models["detector"]["path"].endswith("buffalo_l/det_10g.onnx")
+    assert models["embedder"]["model_id"].startswith("buffalo_l/w600k_r50@9cc6e4a75f0e")
+
+
+def test_an_unknown_pack_is_probed_by_model_shape(spoof_model_path, tmp_path):
+    pack = tmp_path / "models" / "vendor-pack"
+    pack.mkdir(parents=True)
+    wheel = registry.vectron_model_dir()
+    (pack / "a.onnx").symlink_to(wheel / "w600k_mbf.onnx")
+    (pack / "b.onnx").symlink_to(wheel / "scrfd_500m_bnkps.onnx")
+    (pack / "c.onnx").symlink_to(wheel / "2d106det.onnx")  # neither: ignored
+    settings = ml_settings(spoof_model_path, tmp_path / "models", face_model="vendor-pack")
+    with TestClient(create_app(settings)) as c:
+        models = c.get("/readyz").json()["models"]
+    assert models["detector"]["path"].endswith("vendor-pack/b.onnx")
+    assert models["embedder"]["path"].endswith("vendor-pack/a.onnx")
