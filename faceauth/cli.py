@@ -21,7 +21,11 @@ def _run_ml(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = load_ml_settings(**overrides)
-    print(f"faceauth ML service on http://{settings.host}:{settings.port}  (docs: /docs)", flush=True)
+    shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+    print(
+        f"faceauth ML service: http://{shown}:{settings.port}  (Swagger UI: http://{shown}:{settings.port}/docs)",
+        flush=True,
+    )
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level, access_log=False
     )

@@ -28,7 +28,7 @@ Run::
 
     FACEAUTH_SHARED_DIR=../shared uv run python scripts/calibrate_blur.py            # report + block
     FACEAUTH_SHARED_DIR=../shared uv run python scripts/calibrate_blur.py --write    # also update blur.py
-    ... --cache /tmp/blur-features.json   # reuse the (slow) per-variant features between runs
+    ... --cache bench-results/blur-features.json   # reuse the (slow) per-variant features between runs
 """
 
 from __future__ import annotations

@@ -37,7 +37,11 @@ def ensure_spoof_model(settings: MLSettings) -> None:
         log.info("fetching the anti-spoof model into %s (first start)", settings.model_dir)
         fetch(registry.SPOOF_ARTIFACT, settings.model_dir)
     except Exception as exc:  # no network: the service still starts; /v1/spoof answers 503
-        log.error("could not fetch the anti-spoof model: %s", exc)
+        log.error(
+            "could not fetch the anti-spoof model: %s. Spoof checks answer 503 until it is present: run "
+            "`faceauth models fetch minifasnet_v2` when online, or set ML_SERVICE_SPOOF_LOCAL_MODEL_PATH",
+            exc,
+        )
 
 
 def fetch_hub_checkpoints(settings: MLSettings) -> None:
