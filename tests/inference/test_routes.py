@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageOps
 
 from faceauth.inference.app import create_app, load_service
 from tests.inference.conftest import derived_service, ml_settings
@@ -294,3 +294,24 @@ def test_small_face_in_a_large_photo_is_found_by_the_full_size_pass(service, pho
     assert body["face_detected"] is True
     x1, y1, x2, y2 = body["face"]["box"]
     assert 700 <= x1 < x2 <= 820 and 500 <= y1 < y2 <= 620
+
+
+@pytest.mark.parametrize("blur", ["gaussian", "motion"])
+def test_blurred_selfie_fails_the_blur_check_end_to_end(client, shared_dir, blur):
+    import cv2
+
+    path = shared_dir / "faces" / "antispoof" / "live_1.jpg"
+    # The phone photo is EXIF-rotated; the copy below carries no EXIF, so rotate its pixels upright first.
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    if blur == "gaussian":
+        blurred = cv2.GaussianBlur(upright, (0, 0), 3.0)
+    else:
+        kernel = np.zeros((21, 21), np.float32)
+        kernel[10, :] = 1 / 21
+        blurred = cv2.filter2D(upright, -1, kernel)
+    buf = io.BytesIO()
+    Image.fromarray(blurred).save(buf, "JPEG", quality=92)
+    sharp = client.post("/v1/blur", files={"file": ("live.jpg", path.read_bytes(), "image/jpeg")}).json()
+    assert sharp["is_sharp"] is True
+    body = client.post("/v1/assess", files={"file": ("blurred.jpg", buf.getvalue(), "image/jpeg")}).json()
+    assert body["blur"]["is_sharp"] is False and body["passed"] is False and "blur" in body["reasons"]

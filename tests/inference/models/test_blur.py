@@ -1,9 +1,9 @@
 """Sharpness classifier on the shared test photos, with the real SCRFD detector.
 
-All originals (66 + live_1) must be sharp. The per-variant loops (Gaussian sigma 3 and 5, motion 15 and
+All originals (the 64 deepface photos + live_1) must be sharp. The per-variant loops (Gaussian sigma 3 and 5, motion 15 and
 25 px at two angles, JPEG q50) run on a subset chosen to cover the hard cases -- the softest originals,
 the smallest and the largest faces, a face cut by the image border, an EXIF-rotated selfie -- because
-blurring the 14-megapixel photos at full resolution for every variant of all 67 photos takes minutes.
+blurring the 14-megapixel photos at full resolution for every variant of all 65 photos takes minutes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from faceauth.inference.imaging import decode_image
 from faceauth.inference.models.blur import FEATURE_NAMES, SharpnessClassifier
+from tests.conftest import require
 
 MAX_PIXELS = 64_000_000
 THRESHOLD = 0.5
@@ -45,18 +46,11 @@ SUBSET = (
 def shared_faces_dir() -> Path:
     """$FACEAUTH_SHARED_DIR/faces, or skip (fail on CI, which must not skip silently)."""
     root = os.environ.get("FACEAUTH_SHARED_DIR")
-    problem = None
-    if not root:
-        problem = "FACEAUTH_SHARED_DIR is not set"
-    else:
-        faces = Path(root) / "faces"
-        if not any((faces / "deepface").glob("*.jpg")) or not (faces / "antispoof" / "live_1.jpg").is_file():
-            problem = f"test photos missing under {faces}"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem} (CI must run the blur tests)")
-        pytest.skip(problem)
-    return Path(root) / "faces"
+    require(bool(root), "FACEAUTH_SHARED_DIR is not set")
+    faces = Path(root) / "faces"  # type: ignore[arg-type]
+    present = any((faces / "deepface").glob("*.jpg")) and (faces / "antispoof" / "live_1.jpg").is_file()
+    require(present, f"test photos missing under {faces}")
+    return faces
 
 
 def all_photos() -> list[Path]:
@@ -67,10 +61,7 @@ def all_photos() -> list[Path]:
 def subset_photo(name: str) -> Path:
     faces = shared_faces_dir()
     path = faces / "antispoof" / name if name == "live_1.jpg" else faces / "deepface" / name
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"test photo {path} missing")
-        pytest.skip(f"test photo {path} missing")
+    require(path.is_file(), f"test photo {path} missing")
     return path
 
 
