@@ -1,7 +1,7 @@
 """Sharpness classifier on the shared test photos, with the real SCRFD detector.
 
-All originals (the 64 deepface photos + live_1) must be sharp. The per-variant loops (Gaussian sigma 3 and 5, motion 15 and
-25 px at two angles, JPEG q50) run on a subset chosen to cover the hard cases -- the softest originals,
+All originals (the 64 deepface photos + live_1) must be sharp. The per-variant loops (Gaussian sigma 3 and 5,
+motion 15 and 25 px at two angles, JPEG q50) run on a subset chosen to cover the hard cases -- the softest originals,
 the smallest and the largest faces, a face cut by the image border, an EXIF-rotated selfie -- because
 blurring the 14-megapixel photos at full resolution for every variant of all 65 photos takes minutes.
 """
