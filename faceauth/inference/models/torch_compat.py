@@ -13,7 +13,6 @@ the functions that need it, and ``preprocess_imagenet`` is numpy/OpenCV only.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import pickle
 import tempfile
@@ -24,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+from faceauth.inference.models.catalog import sha256_file
+from faceauth.inference.runtime import softmax
 
 if TYPE_CHECKING:
     from torch import nn
@@ -313,14 +315,6 @@ def _unwrap(obj: Any) -> dict[str, Any]:
     return state
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_checkpoint(path: str | os.PathLike[str], arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a torchvision-classifier ``.pth`` into an eval-mode module.
 
@@ -455,11 +449,6 @@ def export_onnx(
     return out_path
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def convert_checkpoint(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -497,7 +486,7 @@ def convert_checkpoint(
             expected = torch.softmax(module(torch.from_numpy(batch)), dim=1).numpy()
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         (logits,) = session.run(["logits"], {"input": batch})
-        diff = float(np.abs(_softmax(logits) - expected).max())
+        diff = float(np.abs(softmax(logits) - expected).max())
         if not diff < VERIFY_TOLERANCE:
             raise RuntimeError(
                 f"ONNX Runtime disagrees with torch on {src}: max |softmax diff| = {diff:.2e} "
