@@ -62,6 +62,10 @@ class MLSettings(BaseSettings):
     blur_local_model_path: Path | None = None
     blur_hf_repo_id: str = ""
     blur_threshold: float = Probability(default=0.5)
+    # For reference-system classifiers (.pth / converted ONNX): which output class is the bad one.
+    nsfw_positive_class: int = Field(default=1, ge=0, le=999)
+    spoof_positive_class: int = Field(default=1, ge=0, le=999)
+    blur_positive_class: int = Field(default=1, ge=0, le=999)
 
     # Execution: a bounded pool runs the models off the event loop; past max_queue waiting requests we
     # answer 503 + Retry-After rather than queue without bound.

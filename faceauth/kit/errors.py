@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from faceauth.kit.requests import get_request_id
+from faceauth.kit.requests import REQUEST_ID_HEADER, get_request_id
 
 log = logging.getLogger(__name__)
 
@@ -86,5 +86,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         # A bug, not bad input: log it with the request id and say as little as possible.
-        log.exception("unhandled error", extra={"requestId": get_request_id(request)})
-        return _respond(request, 500, "internal_error", "internal error")
+        request_id = get_request_id(request)
+        log.exception("unhandled error", extra={"requestId": request_id})
+        # Rendered outside the request-id middleware, so the header is added here.
+        return _respond(request, 500, "internal_error", "internal error", headers={REQUEST_ID_HEADER: request_id})

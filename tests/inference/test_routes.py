@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import threading
 import time
@@ -315,3 +316,22 @@ def test_blurred_selfie_fails_the_blur_check_end_to_end(client, shared_dir, blur
     assert sharp["is_sharp"] is True
     body = client.post("/v1/assess", files={"file": ("blurred.jpg", buf.getvalue(), "image/jpeg")}).json()
     assert body["blur"]["is_sharp"] is False and body["passed"] is False and "blur" in body["reasons"]
+
+
+class _BrokenDetector:
+    """Fault injection: a model that crashes, to check what a client sees when the server has a bug."""
+
+    def detect(self, *args, **kwargs):
+        raise RuntimeError("simulated model crash")
+
+
+def test_an_unexpected_error_is_a_500_with_the_request_id_and_no_details(service, photo_bytes):
+    settings, svc = derived_service(service)
+    models = type(service.pipeline.models)()
+    models.slots = {name: dataclasses.replace(slot) for name, slot in service.pipeline.models.slots.items()}
+    models.slots["detector"].model = _BrokenDetector()
+    svc.pipeline.models = models
+    with TestClient(create_app(settings, service=svc), raise_server_exceptions=False) as c:
+        r = c.post("/v1/embed", json=_b64(photo_bytes("img1.jpg")), headers={"X-Request-ID": "crash-1"})
+    body = _assert_error(r, 500, "internal_error")
+    assert body["requestId"] == "crash-1" and "simulated" not in r.text

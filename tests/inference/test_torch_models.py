@@ -67,3 +67,17 @@ def test_a_foreign_onnx_file_is_refused_as_a_quality_model(spoof_model_path, tmp
     with TestClient(create_app(settings)) as c:
         nsfw = c.get("/readyz").json()["models"]["nsfw"]
     assert nsfw["state"] == "failed" and nsfw["error"]
+
+
+def test_positive_class_is_configurable_and_checked(checkpoint, spoof_model_path, tmp_path, photo_bytes):
+    data = {"image_b64": base64.b64encode(photo_bytes("img2.jpg")).decode()}
+    answers = {}
+    for index in (0, 1):
+        settings = ml_settings(spoof_model_path, tmp_path, nsfw_local_model_path=checkpoint, nsfw_positive_class=index)
+        with TestClient(create_app(settings)) as c:
+            answers[index] = c.post("/v1/nsfw", json=data).json()["probability"]
+    assert answers[0] + answers[1] == pytest.approx(1.0, abs=2e-4)  # two classes: the two views complement
+    settings = ml_settings(spoof_model_path, tmp_path, nsfw_local_model_path=checkpoint, nsfw_positive_class=5)
+    with TestClient(create_app(settings)) as c:
+        nsfw = c.get("/readyz").json()["models"]["nsfw"]
+    assert nsfw["state"] == "failed" and "positive class 5" in nsfw["error"]

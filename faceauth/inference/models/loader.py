@@ -92,6 +92,10 @@ class TorchvisionClassifierCheck:
         self._preprocess = torch_compat.preprocess_imagenet
         if path.suffix in (".pth", ".pt"):
             clf = torch_compat.TorchClassifier(path, device=device)
+            if positive_index >= clf.num_classes:
+                raise ValueError(
+                    f"{path.name} has {clf.num_classes} classes; positive class {positive_index} does not exist"
+                )
             self._predict = clf.predict_proba
             self.input_size = 224
         else:
@@ -100,6 +104,9 @@ class TorchvisionClassifierCheck:
             if meta.get("faceauth.kind") != "torchvision-classifier":
                 raise ValueError(f"{path.name} is not a converted torchvision classifier (faceauth models convert)")
             self.input_size = int(meta.get("faceauth.input_size", 224))
+            classes = int(meta.get("faceauth.num_classes", 0))
+            if classes and positive_index >= classes:
+                raise ValueError(f"{path.name} has {classes} classes; positive class {positive_index} does not exist")
             name = session.get_inputs()[0].name
 
             def _predict(batch: np.ndarray) -> np.ndarray:
@@ -214,7 +221,8 @@ class ModelSet:
 def _quality_check(kind: SlotName, path: Path | None, settings: MLSettings):
     device, threads = settings.ml_device, settings.intra_op_threads
     if path is not None and (path.suffix in (".pth", ".pt") or _is_torchvision_onnx(path)):
-        return TorchvisionClassifierCheck(kind, path, device, threads)
+        positive = getattr(settings, f"{kind}_positive_class")
+        return TorchvisionClassifierCheck(kind, path, device, threads, positive_index=positive)
     if kind == "nsfw":
         return NsfwCheck(NudeNetNsfw(path, device=device, intra_op_threads=threads))
     if kind == "spoof":
