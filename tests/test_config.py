@@ -53,3 +53,21 @@ def test_models_verify_flags_a_corrupted_file(monkeypatch, tmp_path, capsys):
     (tmp_path / "minifasnet_v2" / "minifasnet_v2_80x80.onnx").write_bytes(b"corrupted")
     assert main(["models", "verify", "minifasnet_v2"]) == 1
     assert "mismatch" in capsys.readouterr().out
+
+
+def test_env_example_names_only_real_settings():
+    """Every ML_SERVICE_* variable documented in .env.example is a setting (a typo there would be ignored)."""
+    from pathlib import Path
+
+    from faceauth.config import MLSettings
+
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    names = [
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in example.read_text().splitlines()
+        if line.lstrip("# ").startswith("ML_SERVICE_") and "=" in line
+    ]
+    assert len(names) > 20
+    fields = {f"ML_SERVICE_{name.upper()}" for name in MLSettings.model_fields}
+    assert sorted(set(names) - fields) == []
+    assert sorted(fields - set(names)) == []  # and every setting is documented there

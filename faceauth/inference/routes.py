@@ -67,8 +67,8 @@ async def detect(request: Request, payload: ImagePayload, service: ServiceDep):
 
 
 @health_router.get("/healthz", response_model=schemas.HealthResponse, summary="Liveness: the process answers")
-async def healthz():
-    return {"status": "ok"}
+async def healthz(request: Request):
+    return _with_id(request, {"status": "ok"})
 
 
 @health_router.get(
@@ -82,6 +82,7 @@ async def readyz(request: Request, service: ServiceDep):
     core_ready = models.ready("detector", "embedder")
     all_ready = all(slot.state == "ready" for slot in models.slots.values())
     body = {
+        "requestId": get_request_id(request),
         "status": "ok" if all_ready else "degraded" if core_ready else "unavailable",
         "models": {name: slot.public() for name, slot in models.slots.items()},
         "pool": {

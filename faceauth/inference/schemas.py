@@ -108,10 +108,12 @@ class ModelState(BaseModel):
 
 
 class ReadyResponse(BaseModel):
+    requestId: str
     status: Literal["ok", "degraded", "unavailable"]
     models: dict[str, ModelState]
     pool: dict[str, int]
 
 
 class HealthResponse(BaseModel):
+    requestId: str
     status: Literal["ok"]

@@ -208,7 +208,8 @@ def test_readyz_lists_every_model(client):
     assert set(body["models"]) == {"detector", "embedder", "nsfw", "spoof", "blur"}
     for state in body["models"].values():
         assert state["state"] == "ready" and state["model_id"] and state["load_seconds"] is not None
-    assert client.get("/healthz").json() == {"status": "ok"}
+    health = client.get("/healthz")
+    assert health.json() == {"requestId": health.headers["x-request-id"], "status": "ok"}
 
 
 def test_missing_model_gives_503_naming_it(spoof_model_path, tmp_path, photo_bytes):
