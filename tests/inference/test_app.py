@@ -41,29 +41,29 @@ def test_first_start_fetches_the_spoof_model_and_refuses_a_wrong_file(tmp_path, 
     assert not registry.default_spoof_path(tmp_path / "models").exists()
 
 
-def test_a_pack_directory_in_insightface_layout_is_used(spoof_model_path, tmp_path):
-    pack = tmp_path / "models" / "buffalo_l"
+def _models_with_pack(spoof_model_path, tmp_path, pack_name: str, links: dict[str, str]) -> dict:
+    """/readyz's models for a pack folder whose files link to the wheel's ONNX files."""
+    pack = tmp_path / "models" / pack_name
     pack.mkdir(parents=True)
     wheel = registry.vectron_model_dir()
-    # A stand-in for a user's buffalo_l: the files under their pack names.
-    (pack / "det_10g.onnx").symlink_to(wheel / "scrfd_500m_bnkps.onnx")
-    (pack / "w600k_r50.onnx").symlink_to(wheel / "w600k_mbf.onnx")
-    settings = ml_settings(spoof_model_path, tmp_path / "models", face_model="buffalo_l")
+    for name, target in links.items():
+        (pack / name).symlink_to(wheel / target)
+    settings = ml_settings(spoof_model_path, tmp_path / "models", face_model=pack_name)
     with TestClient(create_app(settings)) as c:
-        models = c.get("/readyz").json()["models"]
+        return c.get("/readyz").json()["models"]
+
+
+def test_a_pack_directory_in_insightface_layout_is_used(spoof_model_path, tmp_path):
+    # A stand-in for a user's buffalo_l: the files under their pack names.
+    links = {"det_10g.onnx": "scrfd_500m_bnkps.onnx", "w600k_r50.onnx": "w600k_mbf.onnx"}
+    models = _models_with_pack(spoof_model_path, tmp_path, "buffalo_l", links)
     assert models["detector"]["path"].endswith("buffalo_l/det_10g.onnx")
     assert models["embedder"]["model_id"].startswith("buffalo_l/w600k_r50@9cc6e4a75f0e")
 
 
 def test_an_unknown_pack_is_probed_by_model_shape(spoof_model_path, tmp_path):
-    pack = tmp_path / "models" / "vendor-pack"
-    pack.mkdir(parents=True)
-    wheel = registry.vectron_model_dir()
-    (pack / "a.onnx").symlink_to(wheel / "w600k_mbf.onnx")
-    (pack / "b.onnx").symlink_to(wheel / "scrfd_500m_bnkps.onnx")
-    (pack / "c.onnx").symlink_to(wheel / "2d106det.onnx")  # neither: ignored
-    settings = ml_settings(spoof_model_path, tmp_path / "models", face_model="vendor-pack")
-    with TestClient(create_app(settings)) as c:
-        models = c.get("/readyz").json()["models"]
+    # c.onnx (a landmark model) is neither a detector nor an embedder: ignored.
+    links = {"a.onnx": "w600k_mbf.onnx", "b.onnx": "scrfd_500m_bnkps.onnx", "c.onnx": "2d106det.onnx"}
+    models = _models_with_pack(spoof_model_path, tmp_path, "vendor-pack", links)
     assert models["detector"]["path"].endswith("vendor-pack/b.onnx")
     assert models["embedder"]["path"].endswith("vendor-pack/a.onnx")

@@ -61,12 +61,14 @@ def test_converted_onnx_serves_the_nsfw_check(checkpoint, spoof_model_path, tmp_
     assert body["probability"] == pytest.approx(_expected(checkpoint, whole), abs=1e-3)
 
 
-def test_a_foreign_onnx_file_is_refused_as_a_quality_model(spoof_model_path, tmp_path):
-    # The MiniFASNet file is a fine ONNX model, but not a converted torchvision classifier nor NudeNet.
-    settings = ml_settings(spoof_model_path, tmp_path, nsfw_local_model_path=spoof_model_path)
+@pytest.mark.parametrize("kind", ["nsfw", "blur"])
+def test_a_foreign_onnx_file_is_refused_as_a_quality_model(spoof_model_path, tmp_path, kind):
+    # The MiniFASNet file is a fine ONNX model, but neither NudeNet nor a converted torchvision classifier:
+    # the slot fails loudly instead of silently running something else.
+    settings = ml_settings(spoof_model_path, tmp_path, **{f"{kind}_local_model_path": spoof_model_path})
     with TestClient(create_app(settings)) as c:
-        nsfw = c.get("/readyz").json()["models"]["nsfw"]
-    assert nsfw["state"] == "failed" and nsfw["error"]
+        slot = c.get("/readyz").json()["models"][kind]
+    assert slot["state"] == "failed" and spoof_model_path.name in slot["error"]
 
 
 def test_positive_class_is_configurable_and_checked(checkpoint, spoof_model_path, tmp_path, photo_bytes):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import onnxruntime as ort
 
 from faceauth.config import MLSettings
 from faceauth.inference.imaging import DecodedImage
@@ -84,13 +85,22 @@ class TorchvisionClassifierCheck:
     Class `positive_index` (default 1) is the bad class: nsfw / spoof / blurry.
     """
 
-    def __init__(self, kind: SlotName, path: Path, device: str, threads: int, positive_index: int = 1) -> None:
+    def __init__(
+        self,
+        kind: SlotName,
+        path: Path,
+        *,
+        session: ort.InferenceSession | None = None,
+        device: str = "cpu",
+        positive_index: int = 1,
+    ) -> None:
+        """A `.pth` runs on torch; a converted ONNX file comes as its already-open `session`."""
         from faceauth.inference.models import torch_compat
 
         self.kind = kind
         self.positive_index = positive_index
         self._preprocess = torch_compat.preprocess_imagenet
-        if path.suffix in (".pth", ".pt"):
+        if session is None:
             clf = torch_compat.TorchClassifier(path, device=device)
             if positive_index >= clf.num_classes:
                 raise ValueError(
@@ -99,10 +109,7 @@ class TorchvisionClassifierCheck:
             self._predict = clf.predict_proba
             self.input_size = 224
         else:
-            session = create_session(path, device=device, intra_op_threads=threads)
             meta = session.get_modelmeta().custom_metadata_map
-            if meta.get("faceauth.kind") != "torchvision-classifier":
-                raise ValueError(f"{path.name} is not a converted torchvision classifier (faceauth models convert)")
             self.input_size = int(meta.get("faceauth.input_size", 224))
             classes = int(meta.get("faceauth.num_classes", 0))
             if classes and positive_index >= classes:
@@ -219,23 +226,19 @@ class ModelSet:
 
 
 def _quality_check(kind: SlotName, path: Path | None, settings: MLSettings):
-    device, threads = settings.ml_device, settings.intra_op_threads
-    if path is not None and (path.suffix in (".pth", ".pt") or _is_torchvision_onnx(path)):
-        positive = getattr(settings, f"{kind}_positive_class")
-        return TorchvisionClassifierCheck(kind, path, device, threads, positive_index=positive)
+    """The check for one quality slot. ONNX files are opened once and routed by what they are."""
+    positive = getattr(settings, f"{kind}_positive_class")
+    if path is None:  # only blur has no file: the built-in sharpness classifier
+        from faceauth.inference.models.blur import SharpnessClassifier
+
+        return BlurCheck(SharpnessClassifier())
+    if path.suffix in (".pth", ".pt"):
+        return TorchvisionClassifierCheck(kind, path, device=settings.ml_device, positive_index=positive)
+    session = create_session(path, device=settings.ml_device, intra_op_threads=settings.intra_op_threads)
+    if session.get_modelmeta().custom_metadata_map.get("faceauth.kind") == "torchvision-classifier":
+        return TorchvisionClassifierCheck(kind, path, session=session, positive_index=positive)
     if kind == "nsfw":
-        return NsfwCheck(NudeNetNsfw(path, device=device, intra_op_threads=threads))
+        return NsfwCheck(NudeNetNsfw(session, name=path.name))
     if kind == "spoof":
-        return SpoofCheck(MiniFASNetSpoof(path, device=device, intra_op_threads=threads))
-    from faceauth.inference.models.blur import SharpnessClassifier
-
-    return BlurCheck(SharpnessClassifier())
-
-
-def _is_torchvision_onnx(path: Path) -> bool:
-    if path.suffix != ".onnx":
-        return False
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.get_modelmeta().custom_metadata_map.get("faceauth.kind") == "torchvision-classifier"
+        return SpoofCheck(MiniFASNetSpoof(session, name=path.name))
+    raise ValueError(f"{path.name}: a blur model must be a torchvision classifier (.pth or `faceauth models convert`)")

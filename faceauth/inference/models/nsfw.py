@@ -7,12 +7,9 @@ photo in a swimsuit or with bare shoulders is an ordinary selfie. ``is_safe = pr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
-
-from faceauth.inference.runtime import create_session
+import onnxruntime as ort
 
 LABELS = (
     "FEMALE_GENITALIA_COVERED",
@@ -64,13 +61,12 @@ def explicit_probability(output: np.ndarray) -> np.ndarray:
 
 
 class NudeNetNsfw:
-    def __init__(self, path: Path, *, device: str = "cpu", intra_op_threads: int = 1) -> None:
-        self.path = path
-        self.session = create_session(path, device=device, intra_op_threads=intra_op_threads)
+    def __init__(self, session: ort.InferenceSession, *, name: str = "320n.onnx") -> None:
+        self.session = session
         self.input_name = self.session.get_inputs()[0].name
         out_shape = self.session.get_outputs()[0].shape
         if len(out_shape) != 3 or out_shape[1] != 4 + len(LABELS):
-            raise ValueError(f"{path.name}: expected a NudeNet detector output [N, 22, anchors], got {out_shape}")
+            raise ValueError(f"{name}: expected a NudeNet detector output [N, 22, anchors], got {out_shape}")
 
     def nsfw_probability(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         batch = np.stack([letterbox(img) for img in images_rgb])

@@ -6,12 +6,11 @@ phone screen or the edge of a print is part of the evidence.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
+import onnxruntime as ort
 
-from faceauth.inference.runtime import create_session, softmax
+from faceauth.inference.runtime import softmax
 
 _INPUT_SIZE = 80
 _CONTEXT_SCALE = 2.7
@@ -38,12 +37,11 @@ def context_crop(rgb: np.ndarray, box: np.ndarray, scale: float = _CONTEXT_SCALE
 
 
 class MiniFASNetSpoof:
-    def __init__(self, path: Path, *, device: str = "cpu", intra_op_threads: int = 1) -> None:
-        self.path = path
-        self.session = create_session(path, device=device, intra_op_threads=intra_op_threads)
+    def __init__(self, session: ort.InferenceSession, *, name: str = "MiniFASNet model") -> None:
+        self.session = session
         inp = self.session.get_inputs()[0]
         if list(inp.shape[1:]) != [3, _INPUT_SIZE, _INPUT_SIZE]:
-            raise ValueError(f"{path.name}: expected a [N,3,80,80] MiniFASNet model, got {inp.shape}")
+            raise ValueError(f"{name}: expected a [N,3,80,80] MiniFASNet model, got {inp.shape}")
         self.input_name = inp.name
 
     def spoof_probability(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
