@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-from faceauth.config import SettingsError, load_ml_settings
+from faceauth.config import APISettings, SettingsError, load_api_settings, load_ml_settings
 
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _shown(host: str) -> str:
+    return "localhost" if host in ("0.0.0.0", "::") else host
 
 
 def _run_ml(args: argparse.Namespace) -> int:
@@ -21,20 +29,119 @@ def _run_ml(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = load_ml_settings(**overrides)
-    shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
-    print(
-        f"faceauth ML service: http://{shown}:{settings.port}  (Swagger UI: http://{shown}:{settings.port}/docs)",
-        flush=True,
-    )
+    url = f"http://{_shown(settings.host)}:{settings.port}"
+    print(f"faceauth ML service: {url}  (Swagger UI: {url}/docs)", flush=True)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level, access_log=False
     )
     return 0
 
 
+def _serve_api(settings: APISettings, log_level: str) -> None:
+    import uvicorn
+
+    from faceauth.api.app import create_app
+
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level=log_level, access_log=False
+    )
+
+
+def _run_api(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {"api_host": args.host, "api_port": args.port}.items() if v is not None}
+    settings = load_api_settings(**overrides)
+    url = f"http://{_shown(settings.api_host)}:{settings.api_port}"
+    print(f"faceauth Face API: {url}  (Swagger UI: {url}/docs)", flush=True)
+    print(f"  ML service: {settings.ml_inference_service_url}", flush=True)
+    _serve_api(settings, args.log_level)
+    return 0
+
+
+def _reembed(args: argparse.Namespace) -> int:
+    """Re-embed stored faces after an embedding-model change, from their stored images (docs/OPERATIONS.md)."""
+    import asyncio
+
+    from faceauth.api.app import make_ml_client
+    from faceauth.client import MLServiceUnavailable
+    from faceauth.faces.service import FaceService
+    from faceauth.kit.errors import AppError
+    from faceauth.storage.errors import StorageUnavailable
+    from faceauth.storage.objects import open_object_store
+    from faceauth.storage.vectors import open_face_index
+
+    settings = load_api_settings()
+
+    async def run() -> int:
+        index, objects, ml = open_face_index(settings), open_object_store(settings), make_ml_client(settings)
+        try:
+            ready = await ml.ready()
+            model_id = ready["models"]["embedder"]["model_id"]
+            await objects.open()
+            await index.open()
+            print(f"re-embedding faces of other models with {model_id} ...", flush=True)
+            report = await FaceService(index, objects, ml, settings).reembed_all(model_id, batch_size=args.batch_size)
+        except (MLServiceUnavailable, StorageUnavailable, AppError) as exc:
+            print(f"faceauth: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await ml.aclose()
+            await index.close()
+            await objects.close()
+        print(f"re-embedded {report.reembedded} face(s); {len(report.failed)} failed")
+        for face, code in sorted(report.failed.items()):
+            print(f"  {face}: {code}")
+        return 1 if report.failed else 0
+
+    return asyncio.run(run())
+
+
+def _wait_ready(url: str, child: subprocess.Popen, timeout_s: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
 def _run_up(args: argparse.Namespace) -> int:
-    # The Face API joins this command when it lands; today the platform is the ML service.
-    return _run_ml(args)
+    """The whole platform on embedded defaults: the ML service as a child process, the Face API here.
+
+    The ML service listens on loopback only, with a random internal token unless one is configured, so on a shared
+    machine only this Face API can call it. Data (milvus-lite file, images, fetched models) stays under ./data.
+    """
+    ml_settings = load_ml_settings(host="127.0.0.1")
+    token = ml_settings.auth_token or secrets.token_urlsafe(24)
+    api_overrides = {k: v for k, v in {"api_host": args.host, "api_port": args.port}.items() if v is not None}
+    api_settings = load_api_settings(
+        ml_inference_service_url=f"http://127.0.0.1:{ml_settings.port}", ml_inference_auth_token=token, **api_overrides
+    )
+    env = {**os.environ, "ML_SERVICE_HOST": "127.0.0.1", "ML_SERVICE_AUTH_TOKEN": token}
+    cmd = [sys.executable, "-m", "faceauth.cli", "--log-level", args.log_level, "ml"]
+    ml_url = f"http://127.0.0.1:{ml_settings.port}"
+    child = subprocess.Popen(cmd, env=env)
+    try:
+        print(f"starting the ML service ({ml_url}) ...", flush=True)
+        if not _wait_ready(ml_url, child, args.ml_start_timeout):
+            print("faceauth: the ML service did not become ready; see its log above", file=sys.stderr)
+            return 1
+        url = f"http://{_shown(api_settings.api_host)}:{api_settings.api_port}"
+        print(f"faceauth is up:\n  Face API    {url}   Swagger UI: {url}/docs", flush=True)
+        print(f"  ML service  {ml_url}   Swagger UI: {ml_url}/docs (internal token required)", flush=True)
+        print(f"  data        {api_settings.data_dir.resolve()}", flush=True)
+        _serve_api(api_settings, args.log_level)
+        return 0
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def _models_list(args: argparse.Namespace) -> int:
@@ -97,12 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, help_text in (
         ("ml", _run_ml, "run the ML inference service (port 8001)"),
-        ("up", _run_up, "start the platform on embedded defaults"),
+        ("api", _run_api, "run the Face API (port 8000) against the configured ML service and stores"),
+        ("up", _run_up, "start the ML service and the Face API on embedded defaults (data under ./data)"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host", default=None)
         p.add_argument("--port", type=int, default=None)
         p.set_defaults(func=func)
+        if name == "up":
+            p.add_argument("--ml-start-timeout", type=float, default=300.0, help="seconds to wait for the ML service")
+
+    p = sub.add_parser("reembed", help="re-embed stored faces after an embedding-model change (the ML service runs)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_reembed)
 
     models = sub.add_parser("models", help="list, fetch, verify or convert models").add_subparsers(
         dest="models_command", required=True

@@ -99,6 +99,95 @@ class MLSettings(BaseSettings):
         return self.face_detection_width, self.face_detection_height
 
 
+class APISettings(BaseSettings):
+    """The Face API (`FACEAUTH_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEAUTH_", env_file=".env", extra="ignore")
+
+    api_title: str = "faceauth"
+    api_version: str = Field(default_factory=lambda: _package_version())
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # Embedded defaults (milvus-lite file, local image folder) live here; a restart keeps every face.
+    data_dir: Path = Path("data")
+
+    # -- the ML service -----------------------------------------------------------------------------------------
+    ml_inference_service_url: str = "http://127.0.0.1:8001"
+    # Sent as `Authorization: Bearer` when the ML service has ML_SERVICE_AUTH_TOKEN set.
+    ml_inference_auth_token: str | None = None
+    ml_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    ml_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Only connection failures are retried (the request never reached the service, so it is safe).
+    ml_connect_retries: int = Field(default=2, ge=0, le=10)
+    ml_max_connections: int = Field(default=64, ge=1, le=1024)
+
+    # -- Milvus --------------------------------------------------------------------------------------------------
+    # Empty: a milvus-lite file under data_dir. Otherwise a server, e.g. http://milvus:19530.
+    milvus_uri: str = ""
+    # The reference's host/port pair; used when milvus_uri is empty and milvus_host is set.
+    milvus_host: str | None = None
+    milvus_port: int = Field(default=19530, ge=1, le=65535)
+    milvus_token: str | None = None
+    milvus_db_name: str = ""
+    milvus_collection: str = Field(default="faceauth_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    milvus_embedding_dim: int = Field(default=512, ge=64, le=4096)
+    milvus_search_threshold: float = Probability(default=DEFAULT_MATCH_THRESHOLD)
+    # HNSW for real collections; FLAT (exact) is fine for a few thousand faces.
+    milvus_index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "AUTOINDEX"] = "HNSW"
+    milvus_hnsw_m: int = Field(default=16, ge=4, le=64)
+    milvus_hnsw_ef_construction: int = Field(default=200, ge=8, le=1024)
+    # Recall over latency: on 100k synthetic vectors ef 128 gave recall@1 0.91, ef 512 gave 0.99 (docs/PERFORMANCE.md).
+    milvus_search_ef: int = Field(default=512, ge=1, le=32768)
+    milvus_ivf_nlist: int = Field(default=1024, ge=1, le=65536)
+    milvus_ivf_nprobe: int = Field(default=32, ge=1, le=65536)
+    milvus_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Reads must see this process's own writes without a flush (Milvus 2.3 defaults to Bounded, which does not).
+    # Session waits only for this process's last write; Strong waits for every write, also other API replicas'.
+    milvus_consistency_level: Literal["Session", "Strong"] = "Session"
+
+    # -- images --------------------------------------------------------------------------------------------------
+    # local: files under data_dir/images (embedded default). s3: any S3 server through the minio SDK.
+    object_store: Literal["local", "s3"] = "local"
+    local_store_dir: Path | None = None
+    minio_endpoint: str = "localhost:9002"
+    minio_access_key: str = "minioadmin"
+    minio_secret_key: str = "minioadmin"
+    minio_bucket: str = Field(default="faceauth", min_length=3, max_length=63)
+    minio_secure: bool = False
+    minio_region: str | None = None
+    # Short timeouts and few retries: a down S3 server must answer the request with a 503 in seconds, not hang it.
+    minio_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    minio_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    # Retries of one S3 call on connection errors and 5xx answers, with a short backoff (0.2 s, 0.4 s, ...).
+    minio_retries: int = Field(default=2, ge=0, le=10)
+    minio_max_connections: int = Field(default=16, ge=1, le=1024)
+
+    # -- requests ------------------------------------------------------------------------------------------------
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    search_default_top_k: int = Field(default=5, ge=1, le=100)
+    # At start-up, wait this long for Milvus and the object store (containers start in any order).
+    startup_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        if self.milvus_uri:
+            return self.milvus_uri
+        if self.milvus_host:
+            return f"http://{self.milvus_host}:{self.milvus_port}"
+        return str(self.data_dir / "milvus.db")
+
+    @property
+    def resolved_local_store_dir(self) -> Path:
+        return self.local_store_dir or self.data_dir / "images"
+
+
+def _package_version() -> str:
+    import faceauth
+
+    return faceauth.__version__
+
+
 class SettingsError(RuntimeError):
     """A setting failed validation; the message names the environment variable."""
 
@@ -116,3 +205,10 @@ def load_ml_settings(**overrides: object) -> MLSettings:
         return MLSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc, "ML_SERVICE_")) from None
+
+
+def load_api_settings(**overrides: object) -> APISettings:
+    try:
+        return APISettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, "FACEAUTH_")) from None

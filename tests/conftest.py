@@ -10,14 +10,24 @@ import csv
 import ipaddress
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.s3_server import WeedMiniServer, running_weed
+from tests.servers import MilvusLiteServer, MilvusStandaloneServer
+
+# Face API fixtures (people, photos, make_api, api), usable from every test package.
+pytest_plugins = ["tests.apitest"]
 
 # -- tests reach 127.0.0.1 only: a guard for the whole suite, and a small local HTTP server -------------
 
@@ -171,3 +181,99 @@ def photo_bytes(faces_dir: Path):
         return (faces_dir / name).read_bytes()
 
     return read
+
+
+# -- the real ML service, as a process on 127.0.0.1 (shared by the CLI and Face API end-to-end tests) ---------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class MLService:
+    url: str
+    token: str
+    process: subprocess.Popen
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"server exited with {process.returncode}: {out[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not become ready in {timeout_s:.0f} s")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def ml_service(spoof_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLService]:
+    """`faceauth ml` with the real models, guarded by an internal token as in production."""
+    port, token = free_port(), "test-internal-token"
+    env = {
+        **os.environ,
+        "ML_SERVICE_SPOOF_LOCAL_MODEL_PATH": str(spoof_model_path),
+        "ML_SERVICE_MODEL_DIR": str(tmp_path_factory.mktemp("models")),
+        "ML_SERVICE_AUTO_FETCH": "false",
+        "ML_SERVICE_AUTH_TOKEN": token,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "faceauth.cli", "ml", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process)
+        yield MLService(url, token, process)
+    finally:
+        stop_process(process)
+
+
+# -- real storage servers on 127.0.0.1, started once per session when a test needs them ------------------------
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLiteServer]:
+    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite-server") / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusStandaloneServer]:
+    server = MilvusStandaloneServer(tmp_path_factory.mktemp("milvus-2.3.5"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=1.0)  # its data is thrown away: no need for a graceful shutdown
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedMiniServer]:
+    with running_weed(tmp_path_factory.mktemp("weed")) as server:
+        yield server

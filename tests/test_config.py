@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from faceauth.cli import main
-from faceauth.config import SettingsError, load_ml_settings
+from faceauth.config import SettingsError, load_api_settings, load_ml_settings
 
 
 @pytest.mark.parametrize(
@@ -55,19 +55,53 @@ def test_models_verify_flags_a_corrupted_file(monkeypatch, tmp_path, capsys):
     assert "mismatch" in capsys.readouterr().out
 
 
-def test_env_example_names_only_real_settings():
-    """Every ML_SERVICE_* variable documented in .env.example is a setting (a typo there would be ignored)."""
+@pytest.mark.parametrize(("prefix", "settings_class"), [("ML_SERVICE_", "MLSettings"), ("FACEAUTH_", "APISettings")])
+def test_env_example_names_exactly_the_real_settings(prefix, settings_class):
+    """Every variable documented in .env.example is a setting (a typo there would be ignored), and vice versa."""
     from pathlib import Path
 
-    from faceauth.config import MLSettings
+    import faceauth.config
 
     example = Path(__file__).resolve().parents[1] / ".env.example"
     names = [
         line.split("=", 1)[0].lstrip("# ").strip()
         for line in example.read_text().splitlines()
-        if line.lstrip("# ").startswith("ML_SERVICE_") and "=" in line
+        if line.lstrip("# ").startswith(prefix) and "=" in line
     ]
     assert len(names) > 20
-    fields = {f"ML_SERVICE_{name.upper()}" for name in MLSettings.model_fields}
+    fields = {f"{prefix}{name.upper()}" for name in getattr(faceauth.config, settings_class).model_fields}
+    fields |= {"FACEAUTH_MODEL_MIRROR"} & set(names)  # read by the model downloader, not a service setting
     assert sorted(set(names) - fields) == []
     assert sorted(fields - set(names)) == []  # and every setting is documented there
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FACEAUTH_MILVUS_SEARCH_THRESHOLD", "1.5"),
+        ("FACEAUTH_OBJECT_STORE", "ftp"),
+        ("FACEAUTH_MILVUS_INDEX_TYPE", "ANNOY"),
+        ("FACEAUTH_SEARCH_DEFAULT_TOP_K", "500"),
+        ("FACEAUTH_MILVUS_COLLECTION", "bad-name"),
+    ],
+)
+def test_invalid_api_setting_names_the_variable(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_api_settings()
+    assert variable in str(info.value)
+
+
+def test_milvus_uri_defaults_to_a_lite_file_under_the_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEAUTH_DATA_DIR", str(tmp_path))
+    assert load_api_settings().resolved_milvus_uri == str(tmp_path / "milvus.db")
+    monkeypatch.setenv("FACEAUTH_MILVUS_HOST", "milvus")
+    assert load_api_settings().resolved_milvus_uri == "http://milvus:19530"
+    monkeypatch.setenv("FACEAUTH_MILVUS_URI", "http://10.1.2.3:19531")
+    assert load_api_settings().resolved_milvus_uri == "http://10.1.2.3:19531"
+
+
+def test_cli_api_refuses_to_start_with_an_invalid_setting(monkeypatch, capsys):
+    monkeypatch.setenv("FACEAUTH_MILVUS_SEARCH_THRESHOLD", "-1")
+    assert main(["api"]) == 2
+    assert "FACEAUTH_MILVUS_SEARCH_THRESHOLD" in capsys.readouterr().err

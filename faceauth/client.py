@@ -1,0 +1,174 @@
+"""Async client for the ML inference service: what the Face API uses, and a small SDK for it.
+
+One `httpx.AsyncClient` per process (connection pool, timeouts). Only failures to *connect* are retried: the
+request never reached the service, so a retry cannot run the models twice or hide an overload. Everything else
+comes back as a typed error the Face API turns into a clear answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class MLServiceError(Exception):
+    """The ML service could not give an answer about the photo."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class MLServiceUnavailable(MLServiceError):
+    """Down, unreachable, overloaded, timed out, or a model is not loaded: nothing about the photo is known."""
+
+
+class MLImageRejected(MLServiceError):
+    """The service refused the photo itself (not an image, truncated, too large, too many pixels, ...)."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One `/v1/analyze` answer: the quality verdict and, when there is a usable face, its embedding."""
+
+    passed: bool
+    reasons: list[str]
+    nsfw: dict[str, Any]
+    spoof: dict[str, Any] | None
+    blur: dict[str, Any] | None
+    face_detected: bool
+    faces_count: int
+    model_id: str
+    embedding: np.ndarray | None
+    face: dict[str, Any] | None = None
+    models: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Analysis:
+        vector = body.get("embedding")
+        return cls(
+            passed=bool(body["passed"]),
+            reasons=list(body.get("reasons") or []),
+            nsfw=body["nsfw"],
+            spoof=body.get("spoof"),
+            blur=body.get("blur"),
+            face_detected=bool(body.get("face_detected")),
+            faces_count=int(body.get("faces_count") or 0),
+            model_id=str(body["model_id"]),
+            embedding=None if vector is None else np.asarray(vector, dtype=np.float32),
+            face=body.get("face"),
+            models=body.get("models") or {},
+        )
+
+    def assessment(self) -> dict[str, Any]:
+        """The `imageQualityAssessment` block of the Face API's answers (the reference's shape, plus why)."""
+        return {
+            "passed": self.passed,
+            "nsfw": self.nsfw,
+            "spoof": self.spoof,
+            "blur": self.blur,
+            "face_detected": self.face_detected,
+            "faces_count": self.faces_count,
+            "reasons": self.reasons,
+        }
+
+
+# The photo's fault: passed on to the caller with the ML service's own code.
+_IMAGE_STATUSES = {400, 413, 415, 422}
+
+
+class MLClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        connect_timeout: float = 2.0,
+        timeout: float = 30.0,
+        connect_retries: int = 2,
+        max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self.connect_retries = connect_retries
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        delay = 0.1
+        for attempt in range(self.connect_retries + 1):
+            try:
+                return await self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if attempt == self.connect_retries:
+                    raise MLServiceUnavailable(
+                        503, "ml_service_unavailable", f"the ML service at {self.base_url} cannot be reached: {exc}"
+                    ) from None
+                log.warning("ML service connection failed (%s), retry %d", exc, attempt + 1)
+                await asyncio.sleep(delay)
+                delay *= 2
+            except httpx.TimeoutException:
+                raise MLServiceUnavailable(
+                    503, "ml_service_timeout", "the ML service did not answer in time", retry_after="1"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise MLServiceUnavailable(503, "ml_service_unavailable", f"the ML service failed: {exc}") from None
+        raise AssertionError("unreachable")
+
+    async def analyze(self, image: bytes, *, request_id: str | None = None) -> Analysis:
+        """Quality checks and the embedding of the subject face, in one call, from the raw image bytes."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        response = await self._send("POST", "/v1/analyze", content=image, headers=headers)
+        if response.status_code == 200:
+            return Analysis.from_json(response.json())
+        raise self._error(response)
+
+    async def ready(self) -> dict[str, Any]:
+        """The service's /readyz body; raises MLServiceUnavailable when it is down or not ready."""
+        response = await self._send("GET", "/readyz")
+        body = _json_or_none(response) or {}
+        if response.status_code == 200:
+            return body
+        raise MLServiceUnavailable(503, "ml_service_not_ready", f"the ML service is {body.get('status', 'not ready')}")
+
+    def _error(self, response: httpx.Response) -> MLServiceError:
+        error = (_json_or_none(response) or {}).get("error") or {}
+        code = str(error.get("code") or f"ml_http_{response.status_code}")
+        message = str(error.get("message") or response.reason_phrase)
+        if response.status_code in _IMAGE_STATUSES:
+            return MLImageRejected(response.status_code, code, message)
+        if response.status_code == 503:
+            # Overloaded (with Retry-After) or a model not loaded: keep the service's code, e.g. "overloaded".
+            return MLServiceUnavailable(503, f"ml_{code}", message, response.headers.get("retry-after"))
+        # 401 (token mismatch), 5xx: a deployment problem, not the caller's photo.
+        log.error("ML service answered %s %s: %s", response.status_code, code, message)
+        return MLServiceUnavailable(503, "ml_service_error", f"the ML service failed ({response.status_code} {code})")
+
+
+def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

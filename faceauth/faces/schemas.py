@@ -1,0 +1,122 @@
+"""Request fields and response bodies of the face endpoints (the reference contract's shapes, plus extras)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# Ids are path segments of object keys ("tenant/face_id/revision") and literals in Milvus filters, so they
+# keep to a small, documented character set: no "/", quotes, spaces or control characters.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+FACE_ID_MAX = 128
+TENANT_MAX = 256
+TOP_K_MAX = 100
+
+
+class NsfwResult(BaseModel):
+    is_safe: bool
+    probability: float
+
+
+class SpoofResult(BaseModel):
+    is_spoof: bool
+    probability: float
+
+
+class BlurResult(BaseModel):
+    is_sharp: bool
+    probability: float
+
+
+class ImageQualityAssessment(BaseModel):
+    passed: bool = Field(description="nsfw.is_safe and not spoof.is_spoof and blur.is_sharp, with one usable face.")
+    nsfw: NsfwResult
+    spoof: SpoofResult | None = Field(description="null when there is no usable face.")
+    blur: BlurResult | None = Field(description="null when there is no usable face.")
+    face_detected: bool
+    faces_count: int
+    reasons: list[str] = Field(
+        description="Why it did not pass: nsfw, spoof, blur, no_face, face_too_small, multiple_faces."
+    )
+
+
+class UserOperationResult(BaseModel):
+    operation: Literal["INSERT", "UPSERT", "DELETE"]
+    status: Literal["success"]
+
+
+class FaceRecordOut(BaseModel):
+    face_id: str
+    tenant: str
+    object_key: str = Field(description="Where the image is in the object store: tenant/face_id/revision.")
+    model_id: str = Field(description="The embedding model that produced the stored vector.")
+    created_at: str = Field(description="When this revision of the face was stored (UTC, ISO 8601).")
+
+
+class EnrollResponse(BaseModel):
+    requestId: str
+    imageQualityAssessment: ImageQualityAssessment
+    userOperationResult: UserOperationResult
+    face: FaceRecordOut
+
+
+class Match(BaseModel):
+    id: str
+    score: float = Field(description="Cosine similarity, -1..1; matches are >= the threshold, best first.")
+
+
+class SearchResult(BaseModel):
+    matches: list[Match]
+    threshold: float
+    top_k: int
+    model_id: str | None = Field(description="The embedding model compared; only its vectors are searched.")
+    skipped_reason: str | None = Field(
+        None, description="Why the search did not run: 'quality_check_failed' (see imageQualityAssessment.reasons)."
+    )
+
+
+class SearchResponse(BaseModel):
+    requestId: str
+    queryId: str | None = Field(None, description="The `id` form field, echoed.")
+    imageQualityAssessment: ImageQualityAssessment
+    searchResult: SearchResult
+
+
+class DeleteResponse(BaseModel):
+    requestId: str
+    userOperationResult: UserOperationResult
+
+
+class FaceResponse(FaceRecordOut):
+    requestId: str
+
+
+class HealthResponse(BaseModel):
+    requestId: str
+    status: Literal["ok"]
+
+
+class DependencyState(BaseModel):
+    status: Literal["ok", "down"]
+    detail: str | None = None
+    latency_ms: float | None = None
+
+
+class ReadyResponse(BaseModel):
+    requestId: str
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, DependencyState] = Field(description="milvus, object_store, ml_service.")
+    model_id: str | None = Field(None, description="The embedding model the ML service has loaded.")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict | None = None
+
+
+class ErrorResponse(BaseModel):
+    requestId: str
+    error: ErrorDetail

@@ -1,0 +1,242 @@
+"""Benchmark the Face API end to end (both real services over HTTP) and 1:N search in Milvus.
+
+Part 1, through both services: ``faceauth ml`` and ``faceauth api`` start as subprocesses on free loopback ports
+(the API on its embedded defaults in a temporary data folder, or on ``--milvus-uri``). The photos the ML service
+accepts are enrolled with ``POST /v1/faces/insert`` (every request a new id), then searched with
+``POST /v1/faces/search`` in a tenant that holds them, at each concurrency (1, 4, 8 by default). It prints
+throughput and p50/p95/p99 latency per level.
+
+Part 2, 1:N search latency in one tenant of N synthetic 512-d vectors, through ``MilvusFaceIndex`` (the code the
+API runs): by default 100k on milvus-lite, 100k and 1M on a real Milvus 2.3.5 server (``scripts/bench_milvus.py``
+does the work; ``--milvus`` chooses the cases, ``--skip-milvus`` leaves this part out).
+
+Run::
+
+    FACEAUTH_SHARED_DIR=../shared uv run python scripts/bench_api.py --json bench-results/api.json
+    ... --quick                                   # a short smoke run of part 1 only
+    ... --milvus lite:100000,milvus235:100000     # choose the Milvus cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import (  # a sibling script, not a package
+    LoadResult,
+    Payload,
+    ServiceProcess,
+    free_port,
+    multipart_payload,
+    results_table,
+    run_level,
+    wait_for_quiet,
+)
+
+HOST = "127.0.0.1"
+TOKEN = "bench-internal-token"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def usable_photos(ml_url: str, shared_dir: Path) -> list[tuple[str, bytes]]:
+    """The photos the ML service accepts for enrolment (one face, every check passed)."""
+    found = []
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"}
+    with httpx.Client(base_url=ml_url, headers=headers, timeout=120) as client:
+        for path in sorted((shared_dir / "faces" / "deepface").glob("*.jpg")):
+            data = path.read_bytes()
+            body = client.post("/v1/analyze", content=data).json()
+            if body.get("passed") and body.get("faces_count") == 1:
+                found.append((path.name, data))
+    if not found:
+        raise SystemExit("no usable photos (set FACEAUTH_SHARED_DIR)")
+    return found
+
+
+def insert_payloads(photos: Sequence[tuple[str, bytes]], tenant: str, count: int) -> list[Payload]:
+    # Every insert needs an id of its own, so the bodies are built per request (before timing starts).
+    return [
+        multipart_payload(
+            {"file": (photos[i % len(photos)][0], photos[i % len(photos)][1], "image/jpeg")},
+            {"id": f"face_{i:06d}", "tenant": tenant},
+            name=photos[i % len(photos)][0],
+        )
+        for i in range(count)
+    ]
+
+
+def search_payloads(photos: Sequence[tuple[str, bytes]], tenant: str) -> list[Payload]:
+    return [
+        multipart_payload({"file": (name, data, "image/jpeg")}, {"tenant": tenant}, name=name) for name, data in photos
+    ]
+
+
+async def bench_services(args: argparse.Namespace, log_dir: Path, data_dir: Path) -> list[LoadResult]:
+    ml_port, api_port = free_port(), free_port()
+    ml_url, api_url = f"http://{HOST}:{ml_port}", f"http://{HOST}:{api_port}"
+    env = {**os.environ, "ML_SERVICE_AUTH_TOKEN": TOKEN}
+    if args.spoof_model:
+        env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(args.spoof_model)
+    api_env = {
+        **os.environ,
+        "FACEAUTH_DATA_DIR": str(data_dir),
+        "FACEAUTH_ML_INFERENCE_SERVICE_URL": ml_url,
+        "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": TOKEN,
+        "FACEAUTH_MILVUS_URI": args.milvus_uri or "",
+    }
+    cli = [sys.executable, "-m", "faceauth.cli", "--log-level", "warning"]
+    ml = ServiceProcess(
+        [*cli, "ml", "--host", HOST, "--port", str(ml_port)], f"{ml_url}/readyz", env=env, log_path=log_dir / "ml.log"
+    )
+    api = ServiceProcess(
+        [*cli, "api", "--host", HOST, "--port", str(api_port)],
+        f"{api_url}/readyz",
+        env=api_env,
+        log_path=log_dir / "api.log",
+    )
+    results: list[LoadResult] = []
+    with ml, api:
+        say(f"services ready (ML {ml.startup_s:.1f} s, API {api.startup_s:.1f} s)")
+        photos = usable_photos(ml_url, args.shared_dir)
+        say(f"{len(photos)} usable photos")
+        limits = httpx.Limits(max_connections=max(args.concurrency) * 2)
+        async with httpx.AsyncClient(timeout=args.timeout, limits=limits) as client:
+            for level in args.concurrency:
+                tenant = f"bench_c{level}"
+                payloads = insert_payloads(photos, tenant, args.warmup + args.requests)
+                await wait_for_quiet(timeout_s=30)
+                result = await run_level(
+                    client,
+                    f"{api_url}/v1/faces/insert",
+                    payloads,
+                    concurrency=level,
+                    requests=args.requests,
+                    warmup=args.warmup,
+                    service="faceauth",
+                    endpoint="insert",
+                    server=api,
+                )
+                results.append(result)
+                say(f"insert c={level}: {result.throughput:.1f}/s p95 {result.p95:.0f} ms, {result.error_count} errors")
+            searches = search_payloads(photos, f"bench_c{args.concurrency[0]}")
+            for level in args.concurrency:
+                await wait_for_quiet(timeout_s=30)
+                result = await run_level(
+                    client,
+                    f"{api_url}/v1/faces/search",
+                    searches,
+                    concurrency=level,
+                    requests=args.requests,
+                    warmup=args.warmup,
+                    service="faceauth",
+                    endpoint="search",
+                    server=api,
+                )
+                results.append(result)
+                say(f"search c={level}: {result.throughput:.1f}/s p95 {result.p95:.0f} ms, {result.error_count} errors")
+    return results
+
+
+def run_milvus_cases(cases: Sequence[str], log_dir: Path) -> list[dict]:
+    """Each case `backend:size` runs scripts/bench_milvus.py in its own process (servers start and stop there)."""
+    figures = []
+    for case in cases:
+        backend, size = case.split(":")
+        out = log_dir / f"milvus-{backend}-{size}.json"
+        cmd = [
+            sys.executable,
+            str(Path(__file__).with_name("bench_milvus.py")),
+            "--backend",
+            backend,
+            "--sizes",
+            size,
+            "--json",
+            str(out),
+        ]
+        say(f"milvus {backend} {size}: {' '.join(cmd[1:])}")
+        subprocess.run(cmd, check=True)
+        figures.extend(json.loads(out.read_text())["results"])
+    return figures
+
+
+def milvus_table(figures: Sequence[dict]) -> str:
+    lines = [
+        "| backend | index | vectors | p50 ms | p95 ms | p99 ms | QPS (c=1) | recall@1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in figures:
+        lines.append(
+            f"| {f['backend']} | {f['index']} | {f['size']:,} | {f['p50_ms']:.2f} | {f['p95_ms']:.2f} | "
+            f"{f['p99_ms']:.2f} | {f['qps']:.0f} | {f['recall_at_1']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Face API and Milvus search benchmark.")
+    parser.add_argument("--requests", type=int, default=120, help="timed requests per level (default 120)")
+    parser.add_argument("--warmup", type=int, default=12, help="warm-up requests per level (default 12)")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
+    parser.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, s")
+    parser.add_argument("--milvus-uri", default=None, help="run the API on this Milvus server (default: milvus-lite)")
+    parser.add_argument(
+        "--milvus",
+        default="lite:100000,milvus235:100000,milvus235:1000000",
+        help="Milvus cases backend:size, comma-separated",
+    )
+    parser.add_argument("--skip-milvus", action="store_true", help="leave out the Milvus search part")
+    parser.add_argument("--skip-services", action="store_true", help="leave out the end-to-end part")
+    parser.add_argument("--quick", action="store_true", help="24 requests per level, no Milvus part")
+    parser.add_argument("--shared-dir", type=Path, default=None, help="default: $FACEAUTH_SHARED_DIR")
+    parser.add_argument("--log-dir", type=Path, default=None, help="keep the services' logs here")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures (JSON) here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.warmup, args.skip_milvus = 24, 4, True
+    shared = args.shared_dir or os.environ.get("FACEAUTH_SHARED_DIR")
+    if not shared and not args.skip_services:
+        parser.error("set FACEAUTH_SHARED_DIR or pass --shared-dir")
+    args.shared_dir = Path(shared).resolve() if shared else None
+    spoof = os.environ.get("ML_SERVICE_SPOOF_LOCAL_MODEL_PATH")
+    default_spoof = args.shared_dir / "models" / "minifasnet_v2_80x80.onnx" if args.shared_dir else None
+    args.spoof_model = Path(spoof) if spoof else default_spoof if default_spoof and default_spoof.is_file() else None
+    return args
+
+
+async def amain(args: argparse.Namespace) -> int:
+    started = dt.datetime.now(dt.UTC)
+    report: dict = {"started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:]}
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        log_dir = args.log_dir or Path(tmp)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if not args.skip_services:
+            results = await bench_services(args, log_dir, Path(tmp) / "data")
+            print(results_table(results, unit="req/s"))
+            report["services"] = [r.summary() for r in results]
+        if not args.skip_milvus:
+            figures = run_milvus_cases([c for c in args.milvus.split(",") if c], log_dir)
+            print()
+            print(milvus_table(figures))
+            report["milvus"] = figures
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(amain(parse_args())))

@@ -1,0 +1,144 @@
+"""Fixtures and helpers for the Face API tests: both real services, real stores (a pytest plugin, see conftest).
+
+Identities come from the labelled pairs (master.csv), not from file names written here: same-person pairs
+are joined into people, and only photos the ML service accepts (one face, quality passed) are used.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from faceauth.api.app import create_app
+from faceauth.config import APISettings
+from tests.conftest import require
+
+
+@dataclass(frozen=True)
+class Person:
+    photos: tuple[str, ...]  # file names under faces/deepface, each accepted by the ML service
+
+    @property
+    def enrol_photo(self) -> str:
+        return self.photos[0]
+
+    @property
+    def probe_photo(self) -> str:
+        return self.photos[1]
+
+
+def _people_from_pairs(master_csv: Path) -> list[list[str]]:
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    with open(master_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["Decision"].strip() == "Yes":
+                parent[root(row["file_x"])] = root(row["file_y"])
+    groups: dict[str, list[str]] = {}
+    for photo in list(parent):
+        groups.setdefault(root(photo), []).append(photo)
+    return [sorted(g) for g in groups.values()]
+
+
+@pytest.fixture(scope="session")
+def people(ml_service, faces_dir: Path) -> list[Person]:
+    """People with at least two photos that pass the ML service's checks, in a stable order."""
+    headers = {"Authorization": f"Bearer {ml_service.token}", "Content-Type": "application/octet-stream"}
+    found = []
+    with httpx.Client(base_url=ml_service.url, headers=headers, timeout=60) as client:
+        for group in _people_from_pairs(faces_dir / "master.csv"):
+            good = []
+            for name in group:
+                body = client.post("/v1/analyze", content=(faces_dir / name).read_bytes()).json()
+                if body.get("passed") and body.get("faces_count") == 1:
+                    good.append(name)
+            if len(good) >= 2:
+                found.append(Person(tuple(good)))
+    found.sort(key=lambda p: p.photos)
+    require(len(found) >= 4, f"need at least 4 people with two usable photos, found {len(found)}")
+    return found
+
+
+def api_settings(ml_service, data_dir: Path, **overrides) -> APISettings:
+    values = {
+        "data_dir": data_dir,
+        "ml_inference_service_url": ml_service.url,
+        "ml_inference_auth_token": ml_service.token,
+        "startup_timeout_seconds": 5,
+        **overrides,
+    }
+    return APISettings(**values)
+
+
+@pytest.fixture
+def make_api(ml_service, tmp_path: Path) -> Callable[..., object]:
+    """A Face API on embedded stores under tmp_path (milvus-lite file, local images); real ML over HTTP."""
+
+    @contextmanager
+    def make(data_dir: Path | None = None, **kwargs) -> Iterator[TestClient]:
+        stores = {k: kwargs.pop(k) for k in ("index", "objects", "ml") if k in kwargs}
+        settings = api_settings(ml_service, data_dir or tmp_path / "data", **kwargs)
+        with TestClient(create_app(settings, **stores)) as client:
+            yield client
+
+    return make
+
+
+@pytest.fixture
+def api(make_api) -> Iterator[TestClient]:
+    with make_api() as client:
+        yield client
+
+
+class Photos:
+    def __init__(self, faces_dir: Path, shared_dir: Path) -> None:
+        self.faces_dir = faces_dir
+        self.shared_dir = shared_dir
+
+    def __call__(self, name: str) -> bytes:
+        return (self.faces_dir / name).read_bytes()
+
+    def antispoof(self, name: str) -> bytes:
+        return (self.shared_dir / "faces" / "antispoof" / name).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def photos(faces_dir: Path, shared_dir: Path) -> Photos:
+    return Photos(faces_dir, shared_dir)
+
+
+def enrol(client: TestClient, tenant: str, face_id: str, image: bytes, op: str = "insert") -> httpx.Response:
+    return client.post(f"/v1/faces/{op}", data={"id": face_id, "tenant": tenant}, files={"file": ("p.jpg", image)})
+
+
+def search(client: TestClient, tenant: str, image: bytes, **params) -> httpx.Response:
+    return client.post("/v1/faces/search", data={"tenant": tenant}, files={"file": ("q.jpg", image)}, params=params)
+
+
+def match_ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [m["id"] for m in response.json()["searchResult"]["matches"]]
+
+
+def stored_keys(client: TestClient, prefix: str = "") -> list[str]:
+    """Every image key in the API's object store (read through the store itself)."""
+    return client.portal.call(client.app.state.face_service.objects.list, prefix)
+
+
+def stored_rows(client: TestClient, tenant: str, face_id: str) -> list:
+    """Every vector row of (tenant, face_id) in the API's Milvus collection."""
+    return client.portal.call(client.app.state.face_service.index.find, tenant, face_id)

@@ -1,0 +1,111 @@
+"""The commands users run, as real processes over real HTTP: `faceauth up`, `faceauth api`, and a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port, stop_process, wait_until_ready
+
+
+def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "faceauth.cli", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _enrol(client: httpx.Client, tenant: str, face_id: str, image: bytes) -> httpx.Response:
+    return client.post("/v1/faces/insert", data={"id": face_id, "tenant": tenant}, files={"file": ("p.jpg", image)})
+
+
+def _top_match(client: httpx.Client, tenant: str, image: bytes) -> str | None:
+    r = client.post("/v1/faces/search", data={"tenant": tenant}, files={"file": ("q.jpg", image)})
+    assert r.status_code == 200, r.text
+    matches = r.json()["searchResult"]["matches"]
+    return matches[0]["id"] if matches else None
+
+
+def test_faceauth_api_keeps_every_face_across_a_restart(ml_service, people, photos, tmp_path):
+    port = free_port()
+    env = {
+        "FACEAUTH_DATA_DIR": str(tmp_path / "data"),
+        "FACEAUTH_API_PORT": str(port),
+        "FACEAUTH_API_HOST": "127.0.0.1",
+        "FACEAUTH_ML_INFERENCE_SERVICE_URL": ml_service.url,
+        "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": ml_service.token,
+    }
+    url = f"http://127.0.0.1:{port}"
+    api = _start(["api"], env, tmp_path)
+    try:
+        wait_until_ready(url, api)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for i, person in enumerate(people[:3]):
+                assert _enrol(client, "acme", f"emp_{i}", photos(person.enrol_photo)).status_code == 200
+            assert client.delete("/v1/faces/delete", params={"id": "emp_2", "tenant": "acme"}).status_code == 200
+    finally:
+        stop_process(api)
+
+    api = _start(["api"], env, tmp_path)
+    try:
+        wait_until_ready(url, api)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for i, person in enumerate(people[:2]):
+                assert client.get(f"/v1/faces/get/emp_{i}", params={"tenant": "acme"}).status_code == 200
+                assert _top_match(client, "acme", photos(person.probe_photo)) == f"emp_{i}"
+            assert client.get("/v1/faces/get/emp_2", params={"tenant": "acme"}).status_code == 404
+            assert _top_match(client, "acme", photos(people[2].probe_photo)) is None
+    finally:
+        stop_process(api)
+
+
+def test_faceauth_up_starts_both_services_with_data_under_the_working_directory(
+    spoof_model_path, people, photos, tmp_path
+):
+    api_port, ml_port = free_port(), free_port()
+    env = {
+        "FACEAUTH_API_PORT": str(api_port),
+        "FACEAUTH_API_HOST": "127.0.0.1",
+        "ML_SERVICE_PORT": str(ml_port),
+        "ML_SERVICE_SPOOF_LOCAL_MODEL_PATH": str(spoof_model_path),
+        "ML_SERVICE_AUTO_FETCH": "false",
+    }
+    for name in list(os.environ):
+        if name.startswith(("FACEAUTH_", "ML_SERVICE_")) and name not in env and name != "FACEAUTH_SHARED_DIR":
+            env[name] = ""  # the user's defaults, not this test run's
+    up = _start(["up"], {k: v for k, v in env.items() if v}, tmp_path)
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_until_ready(url, up, timeout_s=120)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert _enrol(client, "acme", "emp_1", photos(people[0].enrol_photo)).status_code == 200
+            assert _top_match(client, "acme", photos(people[0].probe_photo)) == "emp_1"
+            assert client.get("/docs").status_code == 200
+        # the ML service listens on loopback and wants the internal token `up` made for it
+        assert httpx.post(f"http://127.0.0.1:{ml_port}/v1/analyze", content=b"x").status_code == 401
+        assert (tmp_path / "data" / "milvus.db").exists()
+        assert any((tmp_path / "data" / "images").rglob("*"))
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            out, _ = up.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            out, _ = up.communicate()
+    assert f"http://127.0.0.1:{api_port}/docs" in out
+    # both processes are gone: nothing answers on either port
+    for port in (api_port, ml_port):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            raise AssertionError(f"port {port} still answers after `faceauth up` stopped")
+        except httpx.TransportError:
+            pass
