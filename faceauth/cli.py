@@ -16,6 +16,9 @@ from faceauth.config import APISettings, SettingsError, load_api_settings, load_
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Libraries that narrate every request or import at INFO: keep their warnings only.
+    for name in ("httpx", "httpcore", "faiss", "faiss.loader"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _shown(host: str) -> str:

@@ -115,39 +115,29 @@ async def bench_services(args: argparse.Namespace, log_dir: Path, data_dir: Path
         say(f"{len(photos)} usable photos")
         limits = httpx.Limits(max_connections=max(args.concurrency) * 2)
         async with httpx.AsyncClient(timeout=args.timeout, limits=limits) as client:
-            for level in args.concurrency:
-                tenant = f"bench_c{level}"
-                payloads = insert_payloads(photos, tenant, args.warmup + args.requests)
+
+            async def measure(endpoint: str, payloads: Sequence[Payload], level: int) -> None:
                 await wait_for_quiet(timeout_s=30)
                 result = await run_level(
                     client,
-                    f"{api_url}/v1/faces/insert",
+                    f"{api_url}/v1/faces/{endpoint}",
                     payloads,
                     concurrency=level,
                     requests=args.requests,
                     warmup=args.warmup,
                     service="faceauth",
-                    endpoint="insert",
+                    endpoint=endpoint,
                     server=api,
                 )
                 results.append(result)
-                say(f"insert c={level}: {result.throughput:.1f}/s p95 {result.p95:.0f} ms, {result.error_count} errors")
+                errors = result.error_count
+                say(f"{endpoint} c={level}: {result.throughput:.1f}/s, p95 {result.p95:.0f} ms, errors {errors}")
+
+            for level in args.concurrency:
+                await measure("insert", insert_payloads(photos, f"bench_c{level}", args.warmup + args.requests), level)
             searches = search_payloads(photos, f"bench_c{args.concurrency[0]}")
             for level in args.concurrency:
-                await wait_for_quiet(timeout_s=30)
-                result = await run_level(
-                    client,
-                    f"{api_url}/v1/faces/search",
-                    searches,
-                    concurrency=level,
-                    requests=args.requests,
-                    warmup=args.warmup,
-                    service="faceauth",
-                    endpoint="search",
-                    server=api,
-                )
-                results.append(result)
-                say(f"search c={level}: {result.throughput:.1f}/s p95 {result.p95:.0f} ms, {result.error_count} errors")
+                await measure("search", searches, level)
     return results
 
 
@@ -156,32 +146,28 @@ def run_milvus_cases(cases: Sequence[str], log_dir: Path) -> list[dict]:
     figures = []
     for case in cases:
         backend, size = case.split(":")
-        out = log_dir / f"milvus-{backend}-{size}.json"
-        cmd = [
-            sys.executable,
-            str(Path(__file__).with_name("bench_milvus.py")),
-            "--backend",
-            backend,
-            "--sizes",
-            size,
-            "--json",
-            str(out),
-        ]
-        say(f"milvus {backend} {size}: {' '.join(cmd[1:])}")
+        out = log_dir / f"milvus-{backend}-{size}"
+        cmd = [sys.executable, str(Path(__file__).with_name("bench_milvus.py"))]
+        cmd += ["--backend", backend, "--sizes", size, "--out", str(out)]
+        say(f"milvus {backend} {size} ...")
         subprocess.run(cmd, check=True)
-        figures.extend(json.loads(out.read_text())["results"])
+        for report in sorted(out.glob("*.json")):
+            for run in json.loads(report.read_text())["runs"]:
+                figures.append({"backend": backend, **run})
     return figures
 
 
 def milvus_table(figures: Sequence[dict]) -> str:
     lines = [
-        "| backend | index | vectors | p50 ms | p95 ms | p99 ms | QPS (c=1) | recall@1 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| backend | index | vectors | ef | p50 ms | p95 ms | p99 ms | QPS (c=1) | recall@1 | index build s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for f in figures:
+        s = f["search"]
         lines.append(
-            f"| {f['backend']} | {f['index']} | {f['size']:,} | {f['p50_ms']:.2f} | {f['p95_ms']:.2f} | "
-            f"{f['p99_ms']:.2f} | {f['qps']:.0f} | {f['recall_at_1']:.3f} |"
+            f"| {f['backend']} | {f['index']} | {f['size']:,} | {f.get('search_ef') or '-'} | {s['p50_ms']:.2f} | "
+            f"{s['p95_ms']:.2f} | {s['p99_ms']:.2f} | {s['qps']:.0f} | {f['recall_at_1_probes']:.3f} | "
+            f"{f['index_s']:.0f} |"
         )
     return "\n".join(lines)
 

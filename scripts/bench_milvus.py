@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the server launchers live with the tests
 
-from faceauth.config import load_api_settings  # noqa: E402
+from faceauth.config import APISettings, load_api_settings  # noqa: E402
 from faceauth.storage.vectors import FaceRecord, MilvusFaceIndex, open_face_index  # noqa: E402
 from tests.servers import MilvusLiteServer, MilvusStandaloneServer  # noqa: E402
 
@@ -401,7 +401,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000", help="comma-separated row counts")
     parser.add_argument("--index", default="HNSW", choices=["HNSW", "FLAT", "IVF_FLAT", "AUTOINDEX"])
     parser.add_argument("--consistency", default="Session", help="Session, Strong or both: Session,Strong")
-    parser.add_argument("--ef", default="128", help="HNSW search ef values to try, e.g. 128,512 (the default is 128)")
+    parser.add_argument(
+        "--ef",
+        default=str(APISettings.model_fields["milvus_search_ef"].default),
+        help="HNSW search ef values to try, e.g. 128,512 (default: the setting's default)",
+    )
     parser.add_argument("--queries", type=int, default=1000, help="timed searches per size (concurrency 1)")
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--rw-pairs", type=int, default=0, help="add+search pairs timed for read-after-write")

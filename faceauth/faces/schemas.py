@@ -6,39 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# The ML service's verdict (`imageQualityAssessment`), passed through unchanged.
+from faceauth.inference.schemas import Assessment as ImageQualityAssessment
+
 # Ids are path segments of object keys ("tenant/face_id/revision") and literals in Milvus filters, so they
 # keep to a small, documented character set: no "/", quotes, spaces or control characters.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 FACE_ID_MAX = 128
 TENANT_MAX = 256
 TOP_K_MAX = 100
-
-
-class NsfwResult(BaseModel):
-    is_safe: bool
-    probability: float
-
-
-class SpoofResult(BaseModel):
-    is_spoof: bool
-    probability: float
-
-
-class BlurResult(BaseModel):
-    is_sharp: bool
-    probability: float
-
-
-class ImageQualityAssessment(BaseModel):
-    passed: bool = Field(description="nsfw.is_safe and not spoof.is_spoof and blur.is_sharp, with one usable face.")
-    nsfw: NsfwResult
-    spoof: SpoofResult | None = Field(description="null when there is no usable face.")
-    blur: BlurResult | None = Field(description="null when there is no usable face.")
-    face_detected: bool
-    faces_count: int
-    reasons: list[str] = Field(
-        description="Why it did not pass: nsfw, spoof, blur, no_face, face_too_small, multiple_faces."
-    )
 
 
 class UserOperationResult(BaseModel):

@@ -73,7 +73,7 @@ class EmbedResponse(_Base):
     face_issue: FaceIssue | None = None
 
 
-class AssessResponse(_Base):
+class Assessment(BaseModel):
     passed: bool = Field(description="nsfw.is_safe and not spoof.is_spoof and blur.is_sharp (and a usable face).")
     nsfw: NsfwResult
     spoof: SpoofResult | None = Field(description="null when there is no usable face.")
@@ -81,6 +81,10 @@ class AssessResponse(_Base):
     face_detected: bool
     faces_count: int
     reasons: list[str] = Field(description="Why it did not pass: nsfw, spoof, blur, no_face, face_too_small, ...")
+
+
+class AssessResponse(_Base, Assessment):
+    pass
 
 
 class AnalyzeResponse(AssessResponse):

@@ -10,7 +10,9 @@ import uuid
 
 import pytest
 
-from tests.apitest import enrol, match_ids, search, stored_keys
+from tests.apitest import enrol, match_ids, search, stored_keys, stored_rows
+from tests.s3_server import running_weed
+from tests.servers import MilvusLiteServer
 
 
 @pytest.fixture(params=["milvus235", "lite-server"])
@@ -73,3 +75,45 @@ def test_wrong_s3_credentials_make_readyz_and_writes_fail_clearly(make_api, weed
     }
     with pytest.raises(Exception, match="credentials"), make_api(**settings):
         pass
+
+
+def test_a_store_that_goes_down_is_named_by_readyz_writes_nothing_and_recovers(make_api, people, photos, tmp_path):
+    """Real server processes stopped mid-run and started again: the same API process recovers by itself."""
+    with MilvusLiteServer(tmp_path / "milvus") as milvus, running_weed(tmp_path / "weed") as weed:
+        settings = {
+            "milvus_uri": milvus.uri,
+            "milvus_timeout_seconds": 3,
+            "object_store": "s3",
+            "minio_endpoint": weed.endpoint,
+            "minio_access_key": weed.access_key,
+            "minio_secret_key": weed.secret_key,
+            "minio_timeout_seconds": 5,
+        }
+        with make_api(**settings) as api:
+            assert enrol(api, "acme", "emp_1", photos(people[0].enrol_photo)).status_code == 200
+
+            weed.stop()
+            ready = api.get("/readyz")
+            assert ready.status_code == 503
+            checks = ready.json()["checks"]
+            assert checks["object_store"]["status"] == "down" and checks["milvus"]["status"] == "ok"
+            r = enrol(api, "acme", "emp_2", photos(people[1].enrol_photo))
+            assert r.status_code == 503 and r.json()["error"]["code"] == "object_store_unavailable"
+            assert stored_rows(api, "acme", "emp_2") == []  # no vector without its image
+            weed.start()
+            assert api.get("/readyz").status_code == 200
+            assert enrol(api, "acme", "emp_2", photos(people[1].enrol_photo)).status_code == 200
+
+            milvus.stop()
+            ready = api.get("/readyz")
+            assert ready.status_code == 503
+            checks = ready.json()["checks"]
+            assert checks["milvus"]["status"] == "down" and checks["object_store"]["status"] == "ok"
+            r = enrol(api, "acme", "emp_3", photos(people[2].enrol_photo))
+            assert r.status_code == 503 and r.json()["error"]["code"] == "vector_store_unavailable"
+            assert stored_keys(api, "acme/emp_3/") == []  # no image without its vector
+            milvus.start()
+            assert api.get("/readyz").status_code == 200
+            assert match_ids(search(api, "acme", photos(people[0].probe_photo))) == ["emp_1"]
+            assert match_ids(search(api, "acme", photos(people[1].probe_photo))) == ["emp_2"]
+            assert enrol(api, "acme", "emp_3", photos(people[2].enrol_photo)).status_code == 200

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from faceauth.config import DEFAULT_MATCH_THRESHOLD
-from tests.apitest import enrol, match_ids, search, stored_keys
+from tests.apitest import enrol, match_ids, search, stored_keys, stored_rows
 
 
 def test_enrolled_people_are_found_top1_and_strangers_match_nothing(api, people, photos):
@@ -237,3 +237,14 @@ def test_readyz_reports_every_dependency(api):
     assert api.get("/docs").status_code == 200
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/v1/faces/insert", "/v1/faces/upsert", "/v1/faces/search", "/v1/faces/delete"} <= set(paths)
+
+
+def test_two_concurrent_inserts_of_one_id_give_one_face_and_one_409(api, people, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [photos(people[0].enrol_photo), photos(people[1].enrol_photo)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        responses = list(pool.map(lambda image: enrol(api, "acme", "emp_1", image), images))
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    assert len(stored_rows(api, "acme", "emp_1")) == 1
+    assert len(stored_keys(api, "acme/emp_1/")) == 1
