@@ -297,7 +297,7 @@ class FaceService:
         try:
             await self.objects.delete(key)
         except StorageUnavailable as exc:
-            # Left for the next write of this face (or `faceauth repair`) to remove: no vector points to it.
+            # Left for the next write of this face to remove: no vector points to it.
             log.error("could not remove image %s after a failed write: %s", key, exc.detail)
 
     async def _tidy(self, tenant: str, face_id: str) -> list[FaceRecord]:
