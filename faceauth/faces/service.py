@@ -18,6 +18,7 @@ conditional insert); the tidy-up step above keeps even that case consistent (new
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 # An image no vector points to is a leftover only once it is older than any request that may still be
 # completing it (another replica between its two writes); younger ones are left alone.
 ORPHAN_GRACE_MS = 5 * 60 * 1000
+# Longer key segments (only tenants can be: ids are at most 128 characters) are shortened, see _key_segment.
+_SEGMENT_KEEP_BYTES = 200
 
 _FACE_ISSUES = {"no_face": "no_face_detected", "face_too_small": "face_too_small", "multiple_faces": "multiple_faces"}
 
@@ -86,7 +89,16 @@ def revision_key(tenant: str, face_id: str, now_ms: int) -> str:
 
 
 def face_prefix(tenant: str, face_id: str) -> str:
-    return f"{tenant}/{face_id}/"
+    return f"{_key_segment(tenant)}/{face_id}/"
+
+
+def _key_segment(name: str) -> str:
+    """`name` as one object-key segment. Stores take at most 255 bytes per segment and a tenant may have 256
+    characters: a long one keeps its start and gains a digest. "~" is not an id character, so a shortened
+    name never equals a real one."""
+    if len(name.encode()) <= _SEGMENT_KEEP_BYTES:
+        return name
+    return f"{name[:160]}~{hashlib.sha256(name.encode()).hexdigest()[:32]}"
 
 
 def _revision_ms(key: str) -> int | None:

@@ -99,13 +99,10 @@ def _check_content_type(content_type: str) -> None:
 
 # -- keys ----------------------------------------------------------------------------------------------------
 #
-# Both stores lay keys out the same way. A key segment may be longer than a file name may be (255 bytes; a
-# tenant may be 256 characters) and than MinIO allows one path segment to be (255 characters): a segment of
-# more than 200 bytes is stored as a chain of names ".~<chunk>/.~<chunk>/.=<last chunk>". A leading dot is
-# not allowed in key segments, so these names never collide with a key's own, nor with temporary files.
+# Both stores accept the same keys: "/"-separated segments of at most 255 bytes each (a file name's limit, and
+# MinIO's for one path segment), none empty, none starting with a dot (temporary files start with one).
 
-_CHUNK_BYTES = 200  # leaves room for the marker and a temporary file's ".<name>.<random>.tmp"
-_MORE, _LAST = ".~", ".="
+_MAX_SEGMENT_BYTES = 255
 
 
 def _key_parts(key: str, *, what: str = "object key") -> list[str]:
@@ -113,69 +110,20 @@ def _key_parts(key: str, *, what: str = "object key") -> list[str]:
     if not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or "\x00" in key:
         raise ValueError(f"invalid {what} {key!r}")
     parts = key.split("/")
-    # "", "." and ".." would escape or alias; a leading dot is reserved (temporary files, long segments).
+    # "", "." and ".." would escape or alias; a leading dot is reserved for temporary files.
     if any(not part or part.startswith(".") for part in parts):
         raise ValueError(f"invalid {what} {key!r}: empty, '.' or '..' segment, or one starting with '.'")
+    if any(len(part.encode()) > _MAX_SEGMENT_BYTES for part in parts):
+        raise ValueError(f"invalid {what} {key!r}: a segment is longer than {_MAX_SEGMENT_BYTES} bytes")
     return parts
 
 
-def _file_names(segment: str) -> list[str]:
-    """The names that store one key segment: itself, unless it is too long."""
-    if len(segment.encode()) <= _CHUNK_BYTES:
-        return [segment]
-    chunks, current, size = [], "", 0
-    for char in segment:  # cut between characters, never inside one's UTF-8 bytes
-        width = len(char.encode())
-        if size + width > _CHUNK_BYTES:
-            chunks.append(current)
-            current, size = "", 0
-        current += char
-        size += width
-    return [*(_MORE + chunk for chunk in chunks), _LAST + current]
-
-
-def _stored_names(key: str, *, what: str = "object key") -> list[str]:
-    return [name for segment in _key_parts(key, what=what) for name in _file_names(segment)]
-
-
-def _key_of(names: tuple[str, ...] | list[str]) -> str | None:
-    """The key stored under these names, or None for names this layout does not make (e.g. temporary files)."""
-    segments, pending = [], None
-    for name in names:
-        if name.startswith(_MORE):
-            pending = (pending or "") + name[len(_MORE) :]
-        elif name.startswith(_LAST) and pending is not None:
-            segments.append(pending + name[len(_LAST) :])
-            pending = None
-        elif name.startswith(".") or pending is not None:
-            return None
-        else:
-            segments.append(name)
-    return "/".join(segments) if pending is None else None
-
-
 def _split_prefix(prefix: str) -> tuple[list[str], str]:
-    """(stored names of the prefix's complete segments, its last and maybe partial segment)."""
+    """(the prefix's complete segments, its last and maybe partial segment), checked like a key's."""
     if not isinstance(prefix, str) or prefix.startswith("/") or "\\" in prefix or "\x00" in prefix:
         raise ValueError(f"invalid prefix {prefix!r}")
     *folders, partial = prefix.split("/")
-    return (_stored_names("/".join(folders), what="prefix") if folders else []), partial
-
-
-def _name_prefixes(partial: str) -> list[str]:
-    """Stored-name prefixes (below the complete segments) under which keys continuing `partial` can be."""
-    if not partial:
-        return [""]
-    if partial.startswith("."):
-        return []  # no segment starts with a dot
-    *full, last = _file_names(partial)
-    if not full:  # a short segment itself, or the first chunk of a long one
-        return [partial, _MORE + partial]
-    # Chunks are cut greedily from the start, so a long segment that begins with `partial` shares its complete
-    # chunks; its next chunk begins with partial's last (which may be cut short).
-    head = "".join(name + "/" for name in full)
-    rest = last[len(_LAST) :]
-    return [head + _MORE + rest, head + _LAST + rest]
+    return (_key_parts("/".join(folders), what="prefix") if folders else []), partial
 
 
 # -- S3 ------------------------------------------------------------------------------------------------------
@@ -308,18 +256,12 @@ class S3ObjectStore:
                 raise
 
     async def list(self, prefix: str) -> list[str]:
-        folders, partial = _split_prefix(prefix)
-        head = "".join(name + "/" for name in folders)
-        return await self._run(self._list_sync, prefix, [head + rest for rest in _name_prefixes(partial)])
+        _split_prefix(prefix)
+        return await self._run(self._list_sync, prefix)
 
-    def _list_sync(self, prefix: str, name_prefixes: list[str]) -> list[str]:
-        keys = set()
-        for name_prefix in name_prefixes:
-            for obj in self._client.list_objects(self.bucket, prefix=name_prefix, recursive=True):
-                key = _key_of(obj.object_name.split("/")) if obj.object_name and not obj.is_dir else None
-                if key is not None and key.startswith(prefix):
-                    keys.add(key)
-        return sorted(keys)
+    def _list_sync(self, prefix: str) -> list[str]:
+        objects = self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        return sorted(obj.object_name for obj in objects if obj.object_name and not obj.is_dir)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._executor is None:
@@ -362,7 +304,8 @@ class S3ObjectStore:
 
 
 def _object_name(key: str) -> str:
-    return "/".join(_stored_names(key))
+    _key_parts(key)
+    return key
 
 
 def _pool_manager(connect: float, read: float, maxsize: int, retries: urllib3.Retry) -> urllib3.PoolManager:
@@ -455,7 +398,7 @@ class LocalObjectStore:
         raise AssertionError("unreachable")
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*_stored_names(key))
+        return self.root.joinpath(*_key_parts(key))
 
     def _require_root(self) -> None:
         # open() makes the root. A missing one may be an unmounted volume: not a place to write into, and not a
@@ -521,17 +464,12 @@ class LocalObjectStore:
         keys = []
         for folder, subfolders, files in os.walk(base, onerror=fail):
             top = folder == str(base)
-            # Below `base` only names that start with the prefix's last, partial segment can match (a chunk
-            # folder of a long segment might: keep those).
-            subfolders[:] = [
-                d
-                for d in subfolders
-                if d.startswith((_MORE, _LAST)) or (not d.startswith(".") and (not top or d.startswith(partial_name)))
-            ]
+            # Below `base` only folders that start with the prefix's last, partial segment can hold matches.
+            subfolders[:] = [d for d in subfolders if not d.startswith(".") and (not top or d.startswith(partial_name))]
             relative = Path(folder).relative_to(self.root).parts
             for name in files:
-                key = _key_of((*relative, name))
-                if key is not None and key.startswith(prefix):
+                key = "/".join((*relative, name))
+                if not name.startswith(".") and key.startswith(prefix):
                     keys.append(key)
         return sorted(keys)
 
