@@ -50,9 +50,13 @@ def _serve_api(settings: APISettings, log_level: str) -> None:
     )
 
 
+def _api_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """--host / --port, where given, for the Face API."""
+    return {k: v for k, v in {"api_host": args.host, "api_port": args.port}.items() if v is not None}
+
+
 def _run_api(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in {"api_host": args.host, "api_port": args.port}.items() if v is not None}
-    settings = load_api_settings(**overrides)
+    settings = load_api_settings(**_api_overrides(args))
     url = f"http://{_shown(settings.api_host)}:{settings.api_port}"
     print(f"faceauth Face API: {url}  (Swagger UI: {url}/docs)", flush=True)
     print(f"  ML service: {settings.ml_inference_service_url}", flush=True)
@@ -120,9 +124,10 @@ def _run_up(args: argparse.Namespace) -> int:
     """
     ml_settings = load_ml_settings(host="127.0.0.1")
     token = ml_settings.auth_token or secrets.token_urlsafe(24)
-    api_overrides = {k: v for k, v in {"api_host": args.host, "api_port": args.port}.items() if v is not None}
     api_settings = load_api_settings(
-        ml_inference_service_url=f"http://127.0.0.1:{ml_settings.port}", ml_inference_auth_token=token, **api_overrides
+        ml_inference_service_url=f"http://127.0.0.1:{ml_settings.port}",
+        ml_inference_auth_token=token,
+        **_api_overrides(args),
     )
     env = {**os.environ, "ML_SERVICE_HOST": "127.0.0.1", "ML_SERVICE_AUTH_TOKEN": token}
     cmd = [sys.executable, "-m", "faceauth.cli", "--log-level", args.log_level, "ml"]
