@@ -134,15 +134,58 @@ class MLClient:
                 raise MLServiceUnavailable(503, "ml_service_unavailable", f"the ML service failed: {exc}") from None
         raise AssertionError("unreachable")
 
-    async def analyze(self, image: bytes, *, request_id: str | None = None) -> Analysis:
-        """Quality checks and the embedding of the subject face, in one call, from the raw image bytes."""
+    async def analyze(self, image: bytes, *, request_id: str | None = None, aligned: bool = False) -> Analysis:
+        """Quality checks and the embedding of the subject face, in one call, from the raw image bytes.
+
+        `aligned=True`: the image is an already-cropped face (no detection; anti-spoof is not run, `spoof` is None).
+        """
         headers = {"Content-Type": "application/octet-stream"}
         if request_id:
             headers["X-Request-ID"] = request_id
-        response = await self._send("POST", "/v1/analyze", content=image, headers=headers)
+        params = {"aligned": "true"} if aligned else None
+        response = await self._send("POST", "/v1/analyze", content=image, headers=headers, params=params)
         if response.status_code == 200:
             return Analysis.from_json(response.json())
         raise self._error(response)
+
+    async def analyze_batch(
+        self, images: list[bytes], *, request_id: str | None = None, aligned: bool = False
+    ) -> list[Analysis | MLImageRejected]:
+        """`analyze` for several images in one request (the service runs each model once over them).
+
+        One entry per image, in order: its Analysis, or an MLImageRejected for an image the service refused.
+        A failure of the whole request raises as `analyze` does (more images than the service's ML_SERVICE_MAX_BATCH:
+        MLImageRejected with code batch_too_large).
+        """
+        if not images:
+            return []
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        files = [("files", (f"{i}", image, "application/octet-stream")) for i, image in enumerate(images)]
+        params = {"aligned": "true"} if aligned else None
+        response = await self._send("POST", "/v1/analyze/batch", files=files, headers=headers, params=params)
+        if response.status_code != 200:
+            raise self._error(response)
+        results: list[Analysis | MLImageRejected] = []
+        for item in response.json()["results"]:
+            if item.get("ok"):
+                results.append(Analysis.from_json(item["analysis"]))
+            else:
+                error = item.get("error") or {}
+                status = int(error.get("status") or 422)
+                results.append(MLImageRejected(status, str(error.get("code")), str(error.get("message"))))
+        return results
+
+    async def detect(self, image: bytes, *, request_id: str | None = None) -> dict[str, Any]:
+        """Every face of the image (the service's /v1/detect body without requestId); raises as `analyze` does."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        response = await self._send("POST", "/v1/detect", content=image, headers=headers)
+        if response.status_code != 200:
+            raise self._error(response)
+        body = response.json()
+        body.pop("requestId", None)
+        return body
 
     async def ready(self) -> dict[str, Any]:
         """The service's /readyz body; raises MLServiceUnavailable when it is down or not ready."""

@@ -6,6 +6,7 @@ the environment variable, instead of surfacing later as a wrong answer.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
 
 FACE_PACKS = ("buffalo_s", "buffalo_l", "antelopev2", "auraface")
 
@@ -74,6 +77,8 @@ class MLSettings(BaseSettings):
     max_queue: int = Field(default=64, ge=0, le=10_000)
 
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Images per /v1/analyze/batch request (its body may be this many times max_image_bytes).
+    max_batch: int = Field(default=32, ge=1, le=256)
     # JPEGs of at least twice this long side are decoded at a reduced DCT scale (1/2..1/8) that keeps this
     # many pixels, unless the request runs the blur check: blur is judged on the photo's own pixels, where a
     # slight blur of a large photo (sigma 3 px on 4600 px) is still visible. 0: always full resolution.
@@ -168,6 +173,60 @@ class APISettings(BaseSettings):
     search_default_top_k: int = Field(default=5, ge=1, le=100)
     # At start-up, wait this long for Milvus and the object store (containers start in any order).
     startup_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # Photos per /v1/faces/batch/insert request.
+    max_batch: int = Field(default=20, ge=1, le=100)
+    # Faces one subject (person) may have; a search grouped by subject reads this many rows per subject.
+    max_faces_per_subject: int = Field(default=10, ge=1, le=100)
+    # Faces one /v1/faces/cluster request may cluster (its cost grows with the square of this).
+    cluster_max_faces: int = Field(default=20000, ge=2, le=200000)
+
+    # -- 1:1 verification ----------------------------------------------------------------------------------------
+    # Invalid values here do not stop start-up: they fall back to the safe default with a warning, because a
+    # wrong verification default (a threshold of -1 matches everybody) must never be taken as given.
+    # Empty: the search threshold.
+    verify_threshold: float | None = None
+    # /compare-faces: how many of the 3 front photos must match the back photo (2 or 3).
+    compare_min_matches: int = 2
+
+    # -- images given by URL -------------------------------------------------------------------------------------
+    # Hosts (names or IPs, optionally host:port) that may be fetched even when they resolve to a loopback or
+    # private address. Comma-separated; empty: only public addresses.
+    image_url_allowed_hosts: str = ""
+    image_url_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    image_url_max_redirects: int = Field(default=3, ge=0, le=10)
+    # s3:// URLs read the configured object store: keys under this prefix (where a backend drops photos to be
+    # checked), or under the request's own tenant. The leading "_" can never start a tenant name.
+    image_url_s3_prefix: str = Field(default="_uploads/", pattern=r"^_[A-Za-z0-9._-]*/$")
+
+    @field_validator("verify_threshold", mode="before")
+    @classmethod
+    def _safe_verify_threshold(cls, value: object) -> float | None:
+        if value is None or value == "":
+            return None
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not 0.0 <= number <= 1.0:
+            log.warning("FACEAUTH_VERIFY_THRESHOLD=%r is not in 0..1: using the search threshold", value)
+            return None
+        return number
+
+    @field_validator("compare_min_matches", mode="before")
+    @classmethod
+    def _safe_compare_min_matches(cls, value: object) -> int:
+        if str(value).strip() in ("2", "3"):
+            return int(str(value).strip())
+        log.warning("FACEAUTH_COMPARE_MIN_MATCHES=%r is not 2 or 3: using 2", value)
+        return 2
+
+    @property
+    def effective_verify_threshold(self) -> float:
+        return self.milvus_search_threshold if self.verify_threshold is None else self.verify_threshold
+
+    @property
+    def allowed_url_hosts(self) -> list[str]:
+        return [h.strip() for h in self.image_url_allowed_hosts.split(",") if h.strip()]
 
     @property
     def resolved_milvus_uri(self) -> str:

@@ -11,19 +11,32 @@ from fastapi import FastAPI
 
 from faceauth.api import health
 from faceauth.client import MLClient
+from faceauth.clustering import routes as clustering
+from faceauth.clustering.service import ClusterService
 from faceauth.config import APISettings, load_api_settings
 from faceauth.faces import routes as faces
 from faceauth.faces.service import FaceService
+from faceauth.images.sources import make_image_loader
 from faceauth.kit.bodies import BodyLimitMiddleware
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.requests import RequestIdMiddleware
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.objects import ObjectStore, open_object_store
 from faceauth.storage.vectors import FaceIndex, open_face_index
+from faceauth.subjects import routes as subjects
+from faceauth.subjects.service import SubjectService
+from faceauth.tenants import routes as tenants
+from faceauth.tenants.service import TenantService
+from faceauth.verification import routes as verification
+from faceauth.verification.service import MAX_PROBES, VerificationService
 
 log = logging.getLogger(__name__)
 
-DESCRIPTION = """Per-tenant face enrolment, 1:N search, get and delete.
+DESCRIPTION = """Per-tenant face enrolment (single, batch, subjects with several faces), 1:N search, 1:1
+verification, detection, clustering, get, delete and tenant purge.
+
+Photos can be uploaded (multipart), or given as base64 or as a URL (http(s) with SSRF protection, or s3:// of the
+configured store).
 
 Every answer carries `requestId` (also in the `X-Request-ID` header; an incoming one is kept). Errors are
 `{"requestId", "error": {"code", "message", "details"}}` with a stable `code`.
@@ -76,7 +89,13 @@ def create_app(
         ml_client = ml or make_ml_client(settings)
         await _open_with_retry("the object store", object_store, settings.startup_timeout_seconds)
         await _open_with_retry("Milvus", face_index, settings.startup_timeout_seconds)
-        app.state.face_service = FaceService(face_index, object_store, ml_client, settings)
+        images = make_image_loader(object_store, settings)
+        face_service = FaceService(face_index, object_store, ml_client, settings, images)
+        app.state.face_service = face_service
+        app.state.subject_service = SubjectService(face_service)
+        app.state.tenant_service = TenantService(face_index, object_store)
+        app.state.verification_service = VerificationService(face_service, settings)
+        app.state.cluster_service = ClusterService(face_index, ml_client, settings)
         log.info(
             "Face API ready: milvus %s, %s object store, ML service %s",
             settings.resolved_milvus_uri,
@@ -86,6 +105,7 @@ def create_app(
         try:
             yield
         finally:
+            await images.aclose()
             if ml is None:
                 await ml_client.aclose()
             if index is None:
@@ -93,12 +113,37 @@ def create_app(
             if objects is None:
                 await object_store.close()
 
-    app = FastAPI(title=settings.api_title, version=settings.api_version, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title=settings.api_title,
+        version=settings.api_version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        form_limits={
+            # A text field may hold a whole photo as base64 (or a data: URL of one).
+            "max_part_size": (settings.max_image_bytes // 3 + 1) * 4 + 1024,
+            "max_files": max(settings.max_batch, MAX_PROBES + 1),
+            # ids, subject_ids and one photo field per batch item, plus the named fields.
+            "max_fields": 3 * settings.max_batch + 32,
+        },
+    )
     app.state.settings = settings
     install_error_handlers(app)
-    # The photo plus the form fields and multipart framing.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_image_bytes + 64 * 1024)
+    # Photos plus the form fields and multipart framing; routes that take several photos get room for them.
+    framing = 64 * 1024
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_image_bytes + framing,
+        path_limits={
+            "/v1/faces/verify": (MAX_PROBES + 1) * settings.max_image_bytes + framing,
+            "/v1/faces/batch/insert": settings.max_batch * settings.max_image_bytes + framing,
+            "/v1/faces/cluster": settings.cluster_max_faces * 16 * 1024 + framing,  # ~512 floats as JSON text each
+        },
+    )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(faces.router)
+    app.include_router(clustering.router)
+    app.include_router(verification.router)
+    app.include_router(subjects.router)
+    app.include_router(tenants.router)
     return app

@@ -17,6 +17,17 @@ TENANT_MAX = 256
 TOP_K_MAX = 100
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict | None = None
+
+
+class ErrorResponse(BaseModel):
+    requestId: str
+    error: ErrorDetail
+
+
 class UserOperationResult(BaseModel):
     operation: Literal["INSERT", "UPSERT", "DELETE"]
     status: Literal["success"]
@@ -24,6 +35,7 @@ class UserOperationResult(BaseModel):
 
 class FaceRecordOut(BaseModel):
     face_id: str
+    subject_id: str = Field(description="The person this face belongs to (the face id unless enrolled under one).")
     tenant: str
     object_key: str = Field(description="Where the image is in the object store: tenant/face_id/revision.")
     model_id: str = Field(description="The embedding model that produced the stored vector.")
@@ -38,7 +50,8 @@ class EnrollResponse(BaseModel):
 
 
 class Match(BaseModel):
-    id: str
+    id: str = Field(description="The face id (with group_by=subject: the subject's best-matching face).")
+    subject_id: str
     score: float = Field(description="Cosine similarity, -1..1; matches are >= the threshold, best first.")
 
 
@@ -46,6 +59,7 @@ class SearchResult(BaseModel):
     matches: list[Match]
     threshold: float
     top_k: int
+    group_by: Literal["face", "subject"] = Field(description="One match per face, or per subject (its best face).")
     model_id: str | None = Field(description="The embedding model compared; only its vectors are searched.")
     skipped_reason: str | None = Field(
         None, description="Why the search did not run: 'quality_check_failed' (see imageQualityAssessment.reasons)."
@@ -57,6 +71,46 @@ class SearchResponse(BaseModel):
     queryId: str | None = Field(None, description="The `id` form field, echoed.")
     imageQualityAssessment: ImageQualityAssessment
     searchResult: SearchResult
+
+
+class Pose(BaseModel):
+    yaw: float
+    pitch: float
+    roll: float
+
+
+class DetectedFace(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the (EXIF-upright) photo.")
+    score: float = Field(description="Detector confidence, 0..1.")
+    landmarks: list[list[float]] = Field(description="5 points [x, y]: eyes, nose tip, mouth corners.")
+    pose: Pose | None = Field(description="Coarse yaw/pitch/roll in degrees from the landmarks.")
+    area_fraction: float = Field(description="Box area / photo area.")
+    quality: float = Field(description="0..1: detector score x size x frontalness x sharpness.")
+    sharpness: float | None = Field(None, description="1 - P(blurry), when the blur check ran for this face.")
+
+
+class DetectResponse(BaseModel):
+    requestId: str
+    width: int
+    height: int
+    faces_count: int
+    faces: list[DetectedFace] = Field(description="Every face, largest first.")
+
+
+class BatchItemResult(BaseModel):
+    index: int = Field(description="Position of the item in the request.")
+    id: str
+    status: int = Field(description="What this item alone would have answered: 200, 409, 413, 422, 503 ...")
+    imageQualityAssessment: ImageQualityAssessment | None = None
+    face: FaceRecordOut | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchInsertResponse(BaseModel):
+    requestId: str
+    succeeded: int
+    failed: int
+    results: list[BatchItemResult]
 
 
 class DeleteResponse(BaseModel):
@@ -85,14 +139,3 @@ class ReadyResponse(BaseModel):
     checks: dict[str, DependencyState] = Field(description="milvus, object_store, ml_service.")
     model_id: str | None = Field(None, description="The embedding model the ML service has loaded.")
     warnings: list[str] = Field(default_factory=list)
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict | None = None
-
-
-class ErrorResponse(BaseModel):
-    requestId: str
-    error: ErrorDetail

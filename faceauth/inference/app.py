@@ -98,8 +98,14 @@ def create_app(settings: MLSettings | None = None, service: InferenceService | N
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # Base64 inflates by 4/3; allow that plus room for multipart framing.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_image_bytes * 4 // 3 + 65536)
+    # Base64 inflates by 4/3; allow that plus room for multipart framing. The batch route takes raw multipart
+    # files only: max_batch of them, each with its part headers.
+    batch_limit = settings.max_batch * (settings.max_image_bytes + 1024) + 65536
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_image_bytes * 4 // 3 + 65536,
+        path_limits={"/v1/analyze/batch": batch_limit},
+    )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(router)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from starlette.datastructures import UploadFile
 
 from faceauth.config import MLSettings
 from faceauth.inference.service import InferenceService
-from faceauth.kit.bodies import read_image_payload
+from faceauth.kit.bodies import BodyTooLarge, read_image_payload
 from faceauth.kit.errors import AppError
 
 
@@ -38,8 +39,56 @@ async def _image_payload(request: Request) -> bytes | str:
     return await read_image_payload(request, request.app.state.settings.max_image_bytes)
 
 
+BATCH_FIELD = "files"
+
+
+async def _batch_files(request: Request) -> list[bytes | AppError]:
+    """The `files` parts of a multipart body: each file's bytes, or the error that refuses that file alone."""
+    settings: MLSettings = request.app.state.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise AppError(
+            415, "unsupported_media_type", f"send multipart/form-data with one '{BATCH_FIELD}' part per image"
+        )
+    too_many = AppError(413, "batch_too_large", f"at most {settings.max_batch} images per request")
+    try:
+        form = await request.form(max_files=settings.max_batch, max_fields=16)
+    except BodyTooLarge:
+        raise
+    except Exception as exc:
+        # Starlette stops parsing at the first file past max_files and says so only in its message.
+        if str(getattr(exc, "detail", exc)).startswith("Too many files"):
+            raise too_many from None
+        raise AppError(400, "invalid_multipart", "the multipart body cannot be parsed") from None
+    try:
+        parts = form.getlist(BATCH_FIELD)
+        if not parts:
+            raise AppError(422, "validation_error", f"the multipart body needs one or more '{BATCH_FIELD}' parts")
+        if len(parts) > settings.max_batch:
+            raise too_many
+        limit = settings.max_image_bytes
+        files: list[bytes | AppError] = []
+        for part in parts:
+            if not isinstance(part, UploadFile):
+                files.append(AppError(422, "validation_error", f"'{BATCH_FIELD}' part is not a file"))
+                continue
+            data = await part.read(limit + 1)
+            if len(data) > limit:
+                files.append(AppError(413, "payload_too_large", f"the image is larger than {limit} bytes"))
+            else:
+                files.append(data)
+        return files
+    finally:
+        await form.close()
+
+
 SettingsDep = Annotated[MLSettings, Depends(_settings)]
 ServiceDep = Annotated[InferenceService, Depends(_service)]
 # The photo's bytes, or its base64 text (decoded later, in a worker thread).
 ImagePayload = Annotated[bytes | str, Depends(_image_payload)]
+BatchFiles = Annotated[list[bytes | AppError], Depends(_batch_files)]
+Aligned = Annotated[
+    bool,
+    Query(description="true: the image is already a cropped face (no detection, no anti-spoof; see the endpoint)."),
+]
 InternalAuth = Depends(_check_internal_token)

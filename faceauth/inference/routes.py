@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from faceauth.inference import schemas
-from faceauth.inference.deps import ImagePayload, InternalAuth, ServiceDep
+from faceauth.inference.deps import BATCH_FIELD, Aligned, BatchFiles, ImagePayload, InternalAuth, ServiceDep
 from faceauth.kit.bodies import image_request_body_openapi
 from faceauth.kit.requests import get_request_id
 
@@ -23,17 +23,36 @@ _ERRORS = {
 }
 
 
-def _image_route(path: str, model, summary: str):
-    return router.post(path, response_model=model, summary=summary, openapi_extra=_IMAGE_BODY, responses=_ERRORS)
+_ALIGNED_DOC = (
+    "With `aligned=true` the image is an already-cropped face (as from another detector, or a 112x112 ArcFace "
+    "crop): detection is skipped and the whole image is the face. A non-square crop is centred on a black square "
+    "(padded, not stretched), then resized to 112x112 (area-averaged when shrinking, bilinear when enlarging), "
+    "so the face should fill the crop as in the ArcFace template (eyes about 34 % and 66 % across, 46 % down). "
+    "The face's box is the whole image, its landmarks the template's (assumed, not detected), its score 1 and "
+    "its pose null; `faces_count` is 1. NSFW and blur are judged on the crop. Anti-spoofing is not run: it looks "
+    "at the face's surroundings (2.7x the face), which a tight crop does not have, so `spoof` is null and "
+    '`skipped_checks` is `["spoof"]` (`passed` then means nsfw and blur only).'
+)
+
+
+def _image_route(path: str, model, summary: str, description: str | None = None):
+    return router.post(
+        path,
+        response_model=model,
+        summary=summary,
+        description=description,
+        openapi_extra=_IMAGE_BODY,
+        responses=_ERRORS,
+    )
 
 
 def _with_id(request: Request, body: dict) -> dict:
     return {"requestId": get_request_id(request), **body}
 
 
-@_image_route("/embed", schemas.EmbedResponse, "512-d embedding of the largest face")
-async def embed(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.embed(payload))
+@_image_route("/embed", schemas.EmbedResponse, "512-d embedding of the largest face", _ALIGNED_DOC)
+async def embed(request: Request, payload: ImagePayload, service: ServiceDep, aligned: Aligned = False):
+    return _with_id(request, await service.embed(payload, aligned=aligned))
 
 
 @_image_route("/nsfw", schemas.NsfwResponse, "Is the photo safe (no explicit content)?")
@@ -56,9 +75,43 @@ async def assess(request: Request, payload: ImagePayload, service: ServiceDep):
     return _with_id(request, await service.assess(payload))
 
 
-@_image_route("/analyze", schemas.AnalyzeResponse, "Assessment and embedding in one pass (used by the Face API)")
-async def analyze(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.analyze(payload))
+@_image_route(
+    "/analyze", schemas.AnalyzeResponse, "Assessment and embedding in one pass (used by the Face API)", _ALIGNED_DOC
+)
+async def analyze(request: Request, payload: ImagePayload, service: ServiceDep, aligned: Aligned = False):
+    return _with_id(request, await service.analyze(payload, aligned=aligned))
+
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [BATCH_FIELD],
+                    "properties": {BATCH_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/analyze/batch",
+    response_model=schemas.BatchAnalyzeResponse,
+    summary="/v1/analyze for up to ML_SERVICE_MAX_BATCH images, each model run once over the batch",
+    description="multipart/form-data with one `files` part per image. Each result is what /v1/analyze answers "
+    "for that image alone (`ok: true`, `analysis`), or why that image was refused (`ok: false`, `error`: "
+    "invalid_image, image_truncated, payload_too_large, ...); one bad image never fails the others. "
+    "More files than ML_SERVICE_MAX_BATCH: 413 `batch_too_large`. The batch takes one unit of the service's "
+    "capacity per image (503 `overloaded` when they are not free).\n\n" + _ALIGNED_DOC,
+    openapi_extra=_BATCH_BODY,
+    responses={**_ERRORS, 413: {"description": "batch_too_large, payload_too_large (the whole body)"}},
+)
+async def analyze_batch(request: Request, files: BatchFiles, service: ServiceDep, aligned: Aligned = False):
+    return _with_id(request, {"results": await service.analyze_batch(files, aligned=aligned)})
 
 
 @_image_route("/detect", schemas.DetectResponse, "Every face: box, landmarks, pose, area, quality")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,16 @@ def create_session(path: Path | str, *, device: str = "cpu", intra_op_threads: i
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
 
 
+def run_in_batches(session: ort.InferenceSession, feeds: np.ndarray) -> list[np.ndarray]:
+    """`session.run` on an (N, ...) batch; one item at a time when the model's batch dimension is fixed."""
+    dim = session.get_inputs()[0].shape[0]
+    name = session.get_inputs()[0].name
+    if isinstance(dim, int) and dim != len(feeds):
+        parts = [session.run(None, {name: feeds[i : i + 1]}) for i in range(len(feeds))]
+        return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
+    return session.run(None, {name: feeds})
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of (N, C) logits, stable for large values."""
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -84,17 +95,31 @@ class ComputePool:
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    @contextmanager
+    def reserve(self, units: int = 1) -> Iterator[None]:
+        """Hold `units` of the pool's capacity, all or none (503 `overloaded` when they are not free).
+
+        More than the whole capacity is capped at it: such a batch is admitted only when the pool is idle.
+        """
+        units = max(1, min(units, self.capacity))
         with self._lock:
-            if self._in_flight >= self.capacity:
+            if self._in_flight + units > self.capacity:
                 self.rejected += 1
                 raise Overloaded()
-            self._in_flight += 1
+            self._in_flight += units
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            yield
         finally:
             with self._lock:
-                self._in_flight -= 1
+                self._in_flight -= units
+
+    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run on a worker without admission: only for work already covered by a `reserve`."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.reserve(1):
+            return await self.submit(fn, *args)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -23,7 +23,10 @@ class Face(BaseModel):
     landmarks: list[list[float]] = Field(
         description="5 points [x, y]: eye, eye, nose tip, mouth corner, mouth corner (image left to right)."
     )
-    pose: Pose = Field(description="Coarse yaw/pitch/roll in degrees from the landmarks (about ±10°).")
+    pose: Pose | None = Field(
+        description="Coarse yaw/pitch/roll in degrees from the landmarks (about ±10°); null with aligned=true "
+        "(the landmarks are then the ArcFace template's, not measured)."
+    )
     area_fraction: float = Field(description="Box area / photo area.")
     quality: float = Field(description="0..1: detector score x size x frontalness x sharpness (see docs/API.md).")
     sharpness: float | None = Field(None, description="1 - P(blurry), when the blur check ran for this face.")
@@ -81,19 +84,52 @@ class Assessment(BaseModel):
     face_detected: bool
     faces_count: int
     reasons: list[str] = Field(description="Why it did not pass: nsfw, spoof, blur, no_face, face_too_small, ...")
+    skipped_checks: list[Literal["spoof"]] = Field(
+        default_factory=list,
+        description="Checks that did not run and do not count in `passed`: with aligned=true, spoof (anti-spoofing "
+        "needs the surroundings of the face, which a tight crop does not have).",
+    )
 
 
 class AssessResponse(_Base, Assessment):
     pass
 
 
-class AnalyzeResponse(AssessResponse):
+class Analysis(Assessment):
     embedding: list[float] | None
     embedding_dim: int
     model_id: str
     face: Face | None
     models: dict[str, str | None] = Field(description="Id of each model that ran.")
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float] = Field(
+        description="Per step. In a batch, nsfw/spoof/embed include the one run shared by the whole batch."
+    )
+
+
+class AnalyzeResponse(_Base, Analysis):
+    pass
+
+
+class ItemError(BaseModel):
+    code: str = Field(description="As /v1/analyze would answer for this image alone: invalid_image, ...")
+    message: str
+    status: int = Field(description="The HTTP status /v1/analyze would answer for this image alone.")
+
+
+class BatchItemOk(BaseModel):
+    index: int = Field(description="Position of the file in the request.")
+    ok: Literal[True]
+    analysis: Analysis = Field(description="The body /v1/analyze gives for this image (without requestId).")
+
+
+class BatchItemFailed(BaseModel):
+    index: int
+    ok: Literal[False]
+    error: ItemError
+
+
+class BatchAnalyzeResponse(_Base):
+    results: list[BatchItemOk | BatchItemFailed] = Field(description="One entry per file, in request order.")
 
 
 class DetectResponse(_Base):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from functools import partial
+
 from faceauth.config import MLSettings
 from faceauth.inference.imaging import b64decode_image
-from faceauth.inference.pipeline import Analysis, Check, Pipeline
+from faceauth.inference.pipeline import BATCHED_STEPS, Analysis, Check, Models, Pipeline, Prepared
 from faceauth.inference.runtime import ComputePool
 from faceauth.kit.errors import AppError
 
 _ASSESS: frozenset[Check] = frozenset({"nsfw", "spoof", "blur"})
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A batch file refused on its own (kept apart from exceptions, which fail the whole request)."""
+
+    error: AppError
 
 
 class InferenceService:
@@ -17,12 +28,14 @@ class InferenceService:
         self.pool = pool
         self.settings = settings
 
-    async def _analyze(self, payload: bytes | str, checks: frozenset[Check], all_faces: bool = False) -> Analysis:
+    async def _analyze(
+        self, payload: bytes | str, checks: frozenset[Check], all_faces: bool = False, aligned: bool = False
+    ) -> Analysis:
         max_bytes = self.settings.max_image_bytes
 
         def work() -> Analysis:
             data = b64decode_image(payload, max_bytes) if isinstance(payload, str) else payload
-            return self.pipeline.analyze(data, checks, all_faces=all_faces)
+            return self.pipeline.analyze(data, checks, all_faces=all_faces, aligned=aligned)
 
         return await self.pool.run(work)
 
@@ -100,18 +113,18 @@ class InferenceService:
             "face_detected": a.primary is not None,
             "faces_count": len(a.faces),
             "reasons": reasons,
+            "skipped_checks": list(a.skipped_checks),
         }
 
-    async def embed(self, payload: bytes | str) -> dict:
-        a = await self._analyze(payload, frozenset({"embed"}))
+    async def embed(self, payload: bytes | str, *, aligned: bool = False) -> dict:
+        a = await self._analyze(payload, frozenset({"embed"}), aligned=aligned)
         return {**self._embedding_view(a), "face_issue": a.face_issue}
 
     async def assess(self, payload: bytes | str) -> dict:
         a = await self._analyze(payload, _ASSESS)
         return self._assessment_view(a)
 
-    async def analyze(self, payload: bytes | str) -> dict:
-        a = await self._analyze(payload, _ASSESS | {"embed"})
+    def _analysis_view(self, a: Analysis) -> dict:
         models = {name: slot.model_id for name, slot in self.pipeline.models.slots.items()}
         return {
             **self._assessment_view(a),
@@ -119,6 +132,46 @@ class InferenceService:
             "models": models,
             "timings_ms": a.timings_ms,
         }
+
+    async def analyze(self, payload: bytes | str, *, aligned: bool = False) -> dict:
+        return self._analysis_view(await self._analyze(payload, _ASSESS | {"embed"}, aligned=aligned))
+
+    async def analyze_batch(self, files: list[bytes | AppError], *, aligned: bool = False) -> list[dict]:
+        """`/v1/analyze` for each file, sharing one run of each model; a refused file fails only its own entry.
+
+        `files` holds each upload's bytes, or the error already found reading it (e.g. too large).
+        """
+        models = self.pipeline.resolve(_ASSESS | {"embed"}, aligned=aligned)  # a missing model: 503 up front
+        # A batch holds one unit of pool capacity per image, all at once and until its last model run ends:
+        # it is N images of work, so it must be refused at the same load as N separate requests would be, and
+        # no single request may be admitted in its stead while its images wait for a worker. Its jobs then go
+        # to the workers unaccounted (`submit`), or they would count twice.
+        with self.pool.reserve(len(files)):
+            outcomes = await _all([self._prepare(f, models, aligned) for f in files])
+            prepared = [o for o in outcomes if isinstance(o, Prepared)]
+            # The three models are independent: on several workers they run side by side.
+            steps = [self.pool.submit(self.pipeline.run_step, step, models, prepared) for step in BATCHED_STEPS]
+            await _all(steps)
+        results = []
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, Prepared):
+                results.append({"index": index, "ok": True, "analysis": self._analysis_view(outcome.analysis)})
+            else:
+                e = outcome.error
+                results.append(
+                    {"index": index, "ok": False, "error": {"code": e.code, "message": e.message, "status": e.status}}
+                )
+        return results
+
+    async def _prepare(self, file: bytes | AppError, models: Models, aligned: bool) -> Prepared | _Refused:
+        if isinstance(file, AppError):
+            return _Refused(file)
+        try:
+            return await self.pool.submit(partial(self.pipeline.prepare, file, models, aligned=aligned))
+        except AppError as exc:
+            if exc.status >= 500:
+                raise
+            return _Refused(exc)  # this image's fault (invalid_image, image_truncated, ...): reported in its entry
 
     async def detect(self, payload: bytes | str) -> dict:
         a = await self._analyze(payload, frozenset(), all_faces=True)
@@ -129,3 +182,13 @@ class InferenceService:
             "faces_count": len(faces),
             "faces": faces,
         }
+
+
+async def _all(awaitables: list) -> list:
+    """Like gather, but waits for every job before raising the first failure, so none outlives the
+    reservation that accounts for it."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

@@ -21,21 +21,23 @@ class BodyTooLarge(AppError):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Exact paths with their own limit (a batch route takes many images); every other path: max_bytes.
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 # Refuse before reading anything; the handler renders the JSON error.
                 scope.setdefault("state", {})["body_too_large"] = True
                 break
         received = 0
-        limit = self.max_bytes
 
         async def limited_receive() -> Message:
             nonlocal received

@@ -8,6 +8,7 @@ The collection (one per deployment, `FACEAUTH_MILVUS_COLLECTION`):
     tenant      VARCHAR(256)  partition key: Milvus hashes tenants into its default number of partitions
                               (64 on Milvus 2.3, 16 in milvus-lite), so a tenant filter scans one of them
     face_id     VARCHAR(128)
+    subject_id  VARCHAR(128)  the person the face belongs to (the face id itself unless enrolled under a subject)
     object_key  VARCHAR(512)
     model_id    VARCHAR(128)  the embedding model; vectors of different models are never compared
     created_at  INT64         ms since the epoch
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -35,6 +36,8 @@ from faceauth.config import APISettings
 from faceauth.storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
+# milvus-lite has no MVCC timestamp to give a query iterator; pymilvus warns about it on every scan.
+logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
 
 T = TypeVar("T")
 
@@ -49,12 +52,18 @@ class FaceRecord:
     object_key: str
     model_id: str
     created_at_ms: int
+    subject_id: str = ""  # empty: the face is its own subject
+
+    def __post_init__(self) -> None:
+        if not self.subject_id:
+            object.__setattr__(self, "subject_id", self.face_id)
 
 
 @dataclass(frozen=True)
 class Match:
     face_id: str
     score: float
+    subject_id: str = ""
 
 
 class FaceIndex(Protocol):
@@ -76,10 +85,32 @@ class FaceIndex(Protocol):
         """Delete rows by primary key within the tenant. Missing rows are not an error."""
 
     async def search(
-        self, tenant: str, embedding: np.ndarray, *, model_id: str, limit: int, threshold: float
+        self,
+        tenant: str,
+        embedding: np.ndarray,
+        *,
+        model_id: str,
+        limit: int,
+        threshold: float,
+        group_by: GroupBy = "face",
+        exclude: Exclusion | None = None,
     ) -> list[Match]:
-        """Nearest faces of this tenant embedded by `model_id`, score (cosine) >= threshold, best first,
-        at most one match per face_id, at most `limit` matches."""
+        """Nearest faces of this tenant embedded by `model_id`, score (cosine) >= threshold, best first, at most
+        `limit` matches and one per face_id (group_by "face") or per subject, its best face (group_by "subject").
+        `exclude` leaves out the faces of one subject and one face id (a duplicate check of a new enrolment)."""
+
+    async def subject_faces(self, tenant: str, subject_id: str) -> list[FaceRecord]:
+        """Every stored row of the subject's faces, newest first."""
+
+    async def list_subjects(self, tenant: str, *, after: str | None, limit: int) -> list[list[FaceRecord]]:
+        """The tenant's first `limit` subjects in subject_id order after `after` (a cursor), each as its rows."""
+
+    async def vectors(self, tenant: str, *, model_id: str, face_id: str | None = None, max_rows: int) -> TenantVectors:
+        """Stored rows and embeddings of the tenant's faces (only `face_id`'s when given) made by `model_id`.
+        More than `max_rows` rows raise TooManyRows."""
+
+    async def purge_tenant(self, tenant: str) -> int:
+        """Delete every row of the tenant; the number of rows there were."""
 
     async def other_model_ids(self, model_id: str) -> list[str]:
         """Embedding model ids other than `model_id` that still have rows in the collection (sorted, at most a
@@ -87,6 +118,29 @@ class FaceIndex(Protocol):
 
     async def rows_of_other_models(self, model_id: str, limit: int) -> list[FaceRecord]:
         """Up to `limit` rows embedded by another model than `model_id`, any tenant (to re-embed them)."""
+
+
+GroupBy = Literal["face", "subject"]
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Rows a search must not return: a subject's faces and one face id."""
+
+    subject_id: str
+    face_id: str
+
+
+@dataclass(frozen=True)
+class TenantVectors:
+    records: list[FaceRecord]
+    embeddings: np.ndarray  # (len(records), dim) float32
+
+
+class TooManyRows(ValueError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} rows")
+        self.limit = limit
 
 
 class IncompatibleCollection(RuntimeError):
@@ -103,6 +157,7 @@ SCALAR_FIELDS: dict[str, tuple[str, int | None]] = {
     "row_id": ("VARCHAR", 512),
     "tenant": ("VARCHAR", 256),
     "face_id": ("VARCHAR", 128),
+    "subject_id": ("VARCHAR", 128),
     "object_key": ("VARCHAR", 512),
     "model_id": ("VARCHAR", 128),
     "created_at": ("INT64", None),
@@ -112,6 +167,8 @@ _OUTPUT_FIELDS = list(SCALAR_FIELDS)
 MAX_TOPK = 16384
 # A face has one revision, two while it is being replaced; more only after failures. Plenty of headroom.
 _MAX_REVISIONS = 1024
+# Rows fetched per round trip when scanning a tenant (listing, clustering, purging).
+_SCAN_BATCH = 1000
 _DELETE_BATCH = 1000
 # Enough distinct foreign model ids for a readiness warning; each one costs one small query.
 _MAX_OTHER_MODELS = 32
@@ -249,6 +306,7 @@ class MilvusFaceIndex:
         ivf_nprobe: int = 32,
         consistency_level: str = "Session",
         timeout: float = 10.0,
+        max_faces_per_subject: int = 10,
     ) -> None:
         if dim < 1:
             raise ValueError("dim must be positive")
@@ -265,6 +323,7 @@ class MilvusFaceIndex:
         self.ivf_nprobe = ivf_nprobe
         self.consistency_level = consistency_level
         self.timeout = timeout
+        self.max_faces_per_subject = max_faces_per_subject
         # What the collection really has (another process may have created it, or a fallback happened).
         self.index_type: str | None = None
         self.server_version: str | None = None
@@ -348,9 +407,7 @@ class MilvusFaceIndex:
                 **self._read_consistency(c),
             ),
         )
-        records = [_record(r) for r in rows]
-        records.sort(key=lambda r: (r.created_at_ms, r.row_id), reverse=True)
-        return records
+        return _newest_first([_record(r) for r in rows])
 
     async def rows_of_other_models(self, model_id: str, limit: int) -> list[FaceRecord]:
         """Up to `limit` rows embedded by another model than `model_id` (to re-embed them), any tenant."""
@@ -368,14 +425,26 @@ class MilvusFaceIndex:
         return [_record(r) for r in rows]
 
     async def search(
-        self, tenant: str, embedding: np.ndarray, *, model_id: str, limit: int, threshold: float
+        self,
+        tenant: str,
+        embedding: np.ndarray,
+        *,
+        model_id: str,
+        limit: int,
+        threshold: float,
+        group_by: GroupBy = "face",
+        exclude: Exclusion | None = None,
     ) -> list[Match]:
         vector = self._check_vectors(_as_rows(embedding), 1)[0]
         if limit <= 0:
             return []
-        # While a face is being replaced two of its revisions exist: ask for more rows than faces wanted.
-        request_limit = min(limit * 2 + 2, MAX_TOPK)
+        # While a face is being replaced two of its revisions exist, and a subject has up to
+        # `max_faces_per_subject` faces: ask for enough rows that `limit` groups survive.
+        per_group = 2 * (self.max_faces_per_subject if group_by == "subject" else 1)
+        request_limit = min(limit * per_group + 2, MAX_TOPK)
         expr = f"tenant == {quote(tenant)} and model_id == {quote(model_id)}"
+        if exclude is not None:
+            expr += f" and subject_id != {quote(exclude.subject_id)} and face_id != {quote(exclude.face_id)}"
 
         def call(client: Any) -> Any:
             return client.search(
@@ -383,7 +452,7 @@ class MilvusFaceIndex:
                 data=[vector],
                 filter=expr,
                 limit=request_limit,
-                output_fields=["face_id"],
+                output_fields=["face_id", "subject_id"],
                 search_params={"metric_type": METRIC, "params": self._search_params(request_limit)},
                 anns_field=VECTOR_FIELD,
                 timeout=self.timeout,
@@ -391,14 +460,76 @@ class MilvusFaceIndex:
             )
 
         hits = (await self._run("search", call))[0]
-        best: dict[str, float] = {}
+        best: dict[str, Match] = {}
         for hit in hits:
-            face_id = str(hit["entity"]["face_id"])
-            score = float(hit["distance"])
-            if score >= threshold and score > best.get(face_id, -np.inf):
-                best[face_id] = score
-        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
-        return [Match(face_id=f, score=s) for f, s in ranked[:limit]]
+            entity = hit["entity"]
+            match = Match(str(entity["face_id"]), float(hit["distance"]), str(entity["subject_id"]))
+            group = match.subject_id if group_by == "subject" else match.face_id
+            if match.score >= threshold and (group not in best or match.score > best[group].score):
+                best[group] = match
+        ranked = sorted(best.values(), key=lambda m: (-m.score, m.face_id))
+        return ranked[:limit]
+
+    async def subject_faces(self, tenant: str, subject_id: str) -> list[FaceRecord]:
+        expr = f"tenant == {quote(tenant)} and subject_id == {quote(subject_id)}"
+        rows = await self._run("query", lambda c: self._scan(c, expr, _OUTPUT_FIELDS, max_rows=None))
+        return _newest_first([_record(r) for r in rows])
+
+    async def list_subjects(self, tenant: str, *, after: str | None, limit: int) -> list[list[FaceRecord]]:
+        """Milvus cannot sort a query, so this scans the tenant's rows after the cursor and keeps the `limit`
+        smallest subject ids: one pass over the tenant per page (an admin listing, not a hot path)."""
+        expr = f"tenant == {quote(tenant)}"
+        if after is not None:
+            expr += f" and subject_id > {quote(after)}"
+        kept: dict[str, list[FaceRecord]] = {}
+
+        def keep(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                record = _record(row)
+                if record.subject_id in kept or len(kept) < limit:
+                    kept.setdefault(record.subject_id, []).append(record)
+                    continue
+                largest = max(kept)
+                if record.subject_id < largest:
+                    del kept[largest]
+                    kept[record.subject_id] = [record]
+
+        await self._run("query", lambda c: self._scan(c, expr, _OUTPUT_FIELDS, max_rows=None, each=keep))
+        return [_newest_first(kept[subject]) for subject in sorted(kept)]
+
+    async def vectors(self, tenant: str, *, model_id: str, face_id: str | None = None, max_rows: int) -> TenantVectors:
+        expr = f"tenant == {quote(tenant)} and model_id == {quote(model_id)}"
+        if face_id is not None:
+            expr += f" and face_id == {quote(face_id)}"
+        fields = [*_OUTPUT_FIELDS, VECTOR_FIELD]
+        rows = await self._run("query", lambda c: self._scan(c, expr, fields, max_rows=max_rows), rpcs=4)
+        # Keep one row (the newest revision) per face.
+        newest: dict[str, tuple[FaceRecord, Any]] = {}
+        for row in rows:
+            record = _record(row)
+            if record.face_id not in newest or record.created_at_ms > newest[record.face_id][0].created_at_ms:
+                newest[record.face_id] = (record, row[VECTOR_FIELD])
+        ordered = sorted(newest.values(), key=lambda item: item[0].face_id)
+        matrix = np.asarray([v for _, v in ordered], dtype=np.float32).reshape(len(ordered), self.dim)
+        return TenantVectors([r for r, _ in ordered], matrix)
+
+    async def purge_tenant(self, tenant: str) -> int:
+        expr = f"tenant == {quote(tenant)}"
+
+        def purge(client: Any) -> int:
+            rows = client.query(
+                self.collection,
+                filter=expr,
+                output_fields=["count(*)"],
+                timeout=self.timeout,
+                **self._read_consistency(client),
+            )
+            count = int(rows[0]["count(*)"]) if rows else 0
+            if count:
+                self._write(client, "delete", filter=expr)
+            return count
+
+        return await self._run("purge", purge, rpcs=3)
 
     async def other_model_ids(self, model_id: str) -> list[str]:
         """Each step asks for one row of a model not seen yet, so the cost is one tiny query per distinct model,
@@ -454,6 +585,7 @@ class MilvusFaceIndex:
             "row_id": record.row_id,
             "tenant": record.tenant,
             "face_id": record.face_id,
+            "subject_id": record.subject_id,
             "object_key": record.object_key,
             "model_id": record.model_id,
             "created_at": int(record.created_at_ms),
@@ -468,6 +600,40 @@ class MilvusFaceIndex:
                 raise ValueError(f"{name} is longer than {max_len} bytes")
         row[VECTOR_FIELD] = vector
         return row
+
+    def _scan(
+        self,
+        client: Any,
+        expr: str,
+        fields: list[str],
+        *,
+        max_rows: int | None,
+        each: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every row matching `expr`, batch by batch (Milvus caps one query's window at 16384 rows). With `each`,
+        batches go to it and are not kept. More than `max_rows` rows raise TooManyRows."""
+        iterator = client.query_iterator(
+            self.collection,
+            batch_size=_SCAN_BATCH,
+            filter=expr,
+            output_fields=fields,
+            timeout=self.timeout,
+            **self._read_consistency(client),
+        )
+        rows: list[dict[str, Any]] = []
+        seen = 0
+        try:
+            while batch := iterator.next():
+                seen += len(batch)
+                if max_rows is not None and seen > max_rows:
+                    raise TooManyRows(max_rows)
+                if each is None:
+                    rows.extend(batch)
+                else:
+                    each(batch)
+        finally:
+            iterator.close()
+        return rows
 
     def _write(self, client: Any, op: str, **kwargs: Any) -> Any:
         method = getattr(client, op)
@@ -624,35 +790,94 @@ class MilvusFaceIndex:
         if self.server_version.startswith("milvus_lite") and self._write_lock is None:
             self._write_lock = threading.Lock()
             self._alloc_supported = False
+        self._finish_interrupted_migration(client)
         if not client.has_collection(self.collection, timeout=self.timeout):
-            self._create_collection(client)
-        self._check_schema(client.describe_collection(self.collection, timeout=self.timeout))
+            self._create_collection(client, self.collection)
+        described = client.describe_collection(self.collection, timeout=self.timeout)
+        if _lacks_only_subjects(described):
+            self._migrate_to_subjects(client)
+            described = client.describe_collection(self.collection, timeout=self.timeout)
+        self._check_schema(described)
         self._ensure_index(client)
         self._load(client)
 
-    def _create_collection(self, client: Any) -> None:
+    # -- internals: the one schema migration (collections made before subjects had no subject_id) -------------
+    #
+    # Milvus cannot add a field to a collection, so the rows are copied into a new collection (subject_id = the
+    # face id, which is what a face without a subject means), which then takes the old one's name. Each step can
+    # be interrupted: the copy is made under a temporary name, and the next start finishes or restarts it.
+
+    @property
+    def _migration_names(self) -> tuple[str, str]:
+        return f"{self.collection}__migrating", f"{self.collection}__pre_subjects"
+
+    def _finish_interrupted_migration(self, client: Any) -> None:
+        copy, old = self._migration_names
+        has = client.has_collection
+        if (
+            not has(self.collection, timeout=self.timeout)
+            and has(copy, timeout=self.timeout)
+            and has(old, timeout=self.timeout)
+        ):
+            log.warning("finishing the interrupted migration of Milvus collection %s", self.collection)
+            client.rename_collection(copy, self.collection, timeout=self.timeout)
+        if has(self.collection, timeout=self.timeout) and has(old, timeout=self.timeout):
+            client.drop_collection(old, timeout=self.timeout)
+
+    def _migrate_to_subjects(self, client: Any) -> None:
+        copy, old = self._migration_names
+        log.warning("Milvus collection %s predates subjects: copying its rows into the new schema", self.collection)
+        if client.has_collection(copy, timeout=self.timeout):
+            client.drop_collection(copy, timeout=self.timeout)  # a copy that was interrupted: start again
+        self._create_collection(client, copy)
+        client.load_collection(self.collection, timeout=self.timeout)
+        fields = [name for name in _OUTPUT_FIELDS if name != "subject_id"] + [VECTOR_FIELD]
+        iterator = client.query_iterator(
+            self.collection, batch_size=_SCAN_BATCH, filter="", output_fields=fields, consistency_level="Strong"
+        )
+        copied = 0
+        try:
+            while batch := iterator.next():
+                rows = [{**{f: row[f] for f in fields}, "subject_id": row["face_id"]} for row in batch]
+                client.insert(copy, rows, timeout=self.timeout)
+                copied += len(rows)
+        finally:
+            iterator.close()
+        counted = client.query(
+            self.collection, filter="", output_fields=["count(*)"], timeout=self.timeout, consistency_level="Strong"
+        )
+        expected = int(counted[0]["count(*)"]) if counted else 0
+        if copied != expected:
+            raise _Unavailable(f"migration copied {copied} of {expected} rows; it is retried at the next start")
+        client.release_collection(self.collection, timeout=self.timeout)
+        client.rename_collection(self.collection, old, timeout=self.timeout)
+        client.rename_collection(copy, self.collection, timeout=self.timeout)
+        client.drop_collection(old, timeout=self.timeout)
+        log.warning("migrated %d rows of Milvus collection %s", copied, self.collection)
+
+    def _create_collection(self, client: Any, name: str) -> None:
         from pymilvus import DataType
         from pymilvus.exceptions import MilvusException
 
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False, description="faceauth face vectors")
-        for name, (dtype, max_len) in SCALAR_FIELDS.items():
+        for field, (dtype, max_len) in SCALAR_FIELDS.items():
             extra: dict[str, Any] = {"max_length": max_len} if max_len else {}
             schema.add_field(
-                name,
+                field,
                 getattr(DataType, dtype),
-                is_primary=name == "row_id",
-                is_partition_key=name == "tenant",
+                is_primary=field == "row_id",
+                is_partition_key=field == "tenant",
                 **extra,
             )
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=self.dim)
         try:
             client.create_collection(
-                self.collection, schema=schema, consistency_level=self.consistency_level, timeout=self.timeout
+                name, schema=schema, consistency_level=self.consistency_level, timeout=self.timeout
             )
-            log.info("created Milvus collection %s (dim %d)", self.collection, self.dim)
+            log.info("created Milvus collection %s (dim %d)", name, self.dim)
         except MilvusException:
             # Another process may have created it in the meantime; its schema is checked next.
-            if not client.has_collection(self.collection, timeout=self.timeout):
+            if not client.has_collection(name, timeout=self.timeout):
                 raise
 
     def _check_schema(self, described: dict[str, Any]) -> None:
@@ -776,7 +1001,18 @@ def _record(row: dict[str, Any]) -> FaceRecord:
         object_key=str(row["object_key"]),
         model_id=str(row["model_id"]),
         created_at_ms=int(row["created_at"]),
+        subject_id=str(row["subject_id"]),
     )
+
+
+def _lacks_only_subjects(described: dict[str, Any]) -> bool:
+    """The collection has exactly the fields of the schema before subjects were added."""
+    names = {f["name"] for f in described.get("fields", [])}
+    return names == (set(SCALAR_FIELDS) - {"subject_id"}) | {VECTOR_FIELD}
+
+
+def _newest_first(records: list[FaceRecord]) -> list[FaceRecord]:
+    return sorted(records, key=lambda r: (r.created_at_ms, r.row_id), reverse=True)
 
 
 def open_face_index(settings: APISettings, model_dim: int | None = None) -> MilvusFaceIndex:
@@ -807,15 +1043,19 @@ def open_face_index(settings: APISettings, model_dim: int | None = None) -> Milv
         ivf_nprobe=settings.milvus_ivf_nprobe,
         consistency_level=settings.milvus_consistency_level,
         timeout=settings.milvus_timeout_seconds,
+        max_faces_per_subject=settings.max_faces_per_subject,
     )
 
 
 __all__ = [
+    "Exclusion",
     "FaceIndex",
     "FaceRecord",
     "IncompatibleCollection",
     "Match",
     "MilvusFaceIndex",
+    "TenantVectors",
+    "TooManyRows",
     "open_face_index",
     "quote",
 ]

@@ -42,7 +42,8 @@ def test_search_answer_has_the_reference_shape(api, people, photos):
     assert set(body["imageQualityAssessment"]) >= {"passed", "nsfw", "spoof", "blur"}
     result = body["searchResult"]
     assert result["top_k"] == 3 and result["threshold"] == 0.2 and result["skipped_reason"] is None
-    assert result["matches"][0].keys() == {"id", "score"}
+    assert result["matches"][0].keys() == {"id", "subject_id", "score"}
+    assert result["group_by"] == "face"
 
 
 def test_top_k_limits_the_matches(api, people, photos):

@@ -18,7 +18,15 @@ import pytest
 
 import faceauth.storage.vectors as vectors_module
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.vectors import FaceRecord, IncompatibleCollection, MilvusFaceIndex, open_face_index, quote
+from faceauth.storage.vectors import (
+    Exclusion,
+    FaceRecord,
+    IncompatibleCollection,
+    MilvusFaceIndex,
+    TooManyRows,
+    open_face_index,
+    quote,
+)
 from tests.servers import MilvusLiteServer
 from tests.storage.conftest import index_settings, new_collection_name
 
@@ -52,10 +60,10 @@ def at_cosine(v: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndar
 _clock = [1_732_412_345_000]
 
 
-def record(tenant: str, face_id: str, model_id: str = M1) -> FaceRecord:
+def record(tenant: str, face_id: str, model_id: str = M1, subject_id: str = "") -> FaceRecord:
     _clock[0] += 1  # strictly increasing, so "newest first" is well defined
     key = f"{tenant}/{face_id}/{_clock[0]:016d}-{uuid.uuid4().hex[:8]}"
-    return FaceRecord(key, tenant, face_id, key, model_id, _clock[0])
+    return FaceRecord(key, tenant, face_id, key, model_id, _clock[0], subject_id)
 
 
 @pytest.fixture
@@ -304,6 +312,97 @@ async def test_bad_embeddings_and_records_are_value_errors(face_index: MilvusFac
 # -- opening ----------------------------------------------------------------------------------------------------
 
 
+# -- subjects, listing, tenant-wide reads and purge --------------------------------------------------------------
+
+
+@async_test
+async def test_a_face_without_subject_is_its_own_subject(face_index: MilvusFaceIndex, rng):
+    await face_index.add(record("t", "alice"), unit(rng))
+    [row] = await face_index.find("t", "alice")
+    assert row.subject_id == "alice"
+    assert [r.face_id for r in await face_index.subject_faces("t", "alice")] == ["alice"]
+
+
+@async_test
+async def test_search_by_subject_keeps_each_subjects_best_face(face_index: MilvusFaceIndex, rng):
+    probe = unit(rng)
+    await face_index.add(record("t", "a1", subject_id="ann"), at_cosine(probe, 0.7, rng))
+    await face_index.add(record("t", "a2", subject_id="ann"), at_cosine(probe, 0.9, rng))
+    await face_index.add(record("t", "b1", subject_id="bob"), at_cosine(probe, 0.8, rng))
+    await face_index.add(record("t", "c1"), at_cosine(probe, 0.1, rng))
+
+    by_face = await face_index.search("t", probe, model_id=M1, limit=5, threshold=0.5)
+    assert [(m.face_id, m.subject_id) for m in by_face] == [("a2", "ann"), ("b1", "bob"), ("a1", "ann")]
+    by_subject = await face_index.search("t", probe, model_id=M1, limit=5, threshold=0.5, group_by="subject")
+    assert [(m.subject_id, m.face_id) for m in by_subject] == [("ann", "a2"), ("bob", "b1")]
+    assert by_subject[0].score == pytest.approx(0.9, abs=1e-4)
+    limited = await face_index.search("t", probe, model_id=M1, limit=1, threshold=0.5, group_by="subject")
+    assert [m.subject_id for m in limited] == ["ann"]
+
+
+@async_test
+async def test_search_exclusion_leaves_out_a_subject_and_a_face(face_index: MilvusFaceIndex, rng):
+    probe = unit(rng)
+    await face_index.add(record("t", "a1", subject_id="ann"), at_cosine(probe, 0.95, rng))
+    await face_index.add(record("t", "self"), at_cosine(probe, 0.9, rng))
+    await face_index.add(record("t", "b1", subject_id="bob"), at_cosine(probe, 0.6, rng))
+    found = await face_index.search(
+        "t", probe, model_id=M1, limit=5, threshold=0.5, exclude=Exclusion(subject_id="ann", face_id="self")
+    )
+    assert [m.face_id for m in found] == ["b1"]
+
+
+@async_test
+async def test_list_subjects_pages_in_subject_order(face_index: MilvusFaceIndex, rng):
+    for i in range(7):
+        for j in range(2 if i % 2 else 1):
+            await face_index.add(record("t", f"f{i}-{j}", subject_id=f"s{i}"), unit(rng))
+    await face_index.add(record("other", "x", subject_id="s0"), unit(rng))
+
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await face_index.list_subjects("t", after=after, limit=3)
+        if not page:
+            break
+        assert len(page) <= 3
+        for rows in page:
+            assert len({r.subject_id for r in rows}) == 1 and all(r.tenant == "t" for r in rows)
+            assert len(rows) == (2 if int(rows[0].subject_id[1:]) % 2 else 1)
+        seen += [rows[0].subject_id for rows in page]
+        after = seen[-1]
+    assert seen == [f"s{i}" for i in range(7)]
+
+
+@async_test
+async def test_vectors_gives_each_face_once_with_its_newest_embedding(face_index: MilvusFaceIndex, rng):
+    old, new, other = unit(rng), unit(rng), unit(rng)
+    await face_index.add(record("t", "a"), old)
+    await face_index.add(record("t", "a"), new)
+    await face_index.add(record("t", "b"), other)
+    await face_index.add(record("t", "c", model_id=M2), unit(rng))
+    found = await face_index.vectors("t", model_id=M1, max_rows=10)
+    assert [r.face_id for r in found.records] == ["a", "b"]
+    assert found.embeddings.shape == (2, DIM)
+    assert float(found.embeddings[0] @ new) == pytest.approx(1.0, abs=1e-5)
+    one = await face_index.vectors("t", model_id=M1, face_id="b", max_rows=10)
+    assert float(one.embeddings[0] @ other) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(TooManyRows):
+        await face_index.vectors("t", model_id=M1, max_rows=2)
+
+
+@async_test
+async def test_purge_tenant_removes_every_row_of_that_tenant_only(face_index: MilvusFaceIndex, rng):
+    for i in range(5):
+        await face_index.add(record("gone", f"f{i}"), unit(rng))
+    await face_index.add(record("kept", "f0"), unit(rng))
+    assert await face_index.purge_tenant("gone") == 5
+    assert await face_index.list_subjects("gone", after=None, limit=10) == []
+    assert await face_index.search("gone", unit(rng), model_id=M1, limit=5, threshold=-1.0) == []
+    assert [r.face_id for r in await face_index.find("kept", "f0")] == ["f0"]
+    assert await face_index.purge_tenant("gone") == 0
+
+
 @async_test
 async def test_open_is_idempotent_and_a_second_instance_shares_the_collection(make_index, rng):
     first = make_index()
@@ -350,8 +449,77 @@ async def test_an_existing_collection_with_other_fields_is_refused(make_index, m
         client.create_collection(index.collection, schema=schema, timeout=10)
     finally:
         client.close()
-    with pytest.raises(IncompatibleCollection, match="field 'face_id' is missing"):
+    with pytest.raises(IncompatibleCollection, match=r"field 'face_id' is missing.*field 'subject_id' is missing"):
         await index.open()
+
+
+def _make_legacy_collection(uri: str, name: str, rows: list[dict]) -> None:
+    """A collection as the Face API made them before subjects existed (no subject_id field)."""
+    from pymilvus import DataType, MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=10, dedicated=True)
+    try:
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("row_id", DataType.VARCHAR, max_length=512, is_primary=True)
+        schema.add_field("tenant", DataType.VARCHAR, max_length=256, is_partition_key=True)
+        for field in ("face_id", "object_key", "model_id"):
+            schema.add_field(field, DataType.VARCHAR, max_length=512 if field == "object_key" else 128)
+        schema.add_field("created_at", DataType.INT64)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
+        client.create_collection(name, schema=schema, timeout=10)
+        params = client.prepare_index_params()
+        params.add_index("embedding", index_type="FLAT", metric_type="COSINE")
+        client.create_index(name, params, timeout=10)
+        client.insert(name, rows, timeout=10)
+    finally:
+        client.close()
+
+
+@async_test
+async def test_a_collection_from_before_subjects_is_migrated_with_its_rows(make_index, milvus_uri, rng):
+    name = new_collection_name()
+    vectors = {f"f{i}": unit(rng) for i in range(3)}
+    rows = []
+    for face_id, vector in vectors.items():
+        r = record("t", face_id)
+        rows.append(
+            {
+                "row_id": r.row_id,
+                "tenant": r.tenant,
+                "face_id": r.face_id,
+                "object_key": r.object_key,
+                "model_id": r.model_id,
+                "created_at": r.created_at_ms,
+                "embedding": vector.tolist(),
+            }
+        )
+    _make_legacy_collection(milvus_uri, name, rows)
+
+    index = make_index(name)
+    await index.open()
+    for face_id, vector in vectors.items():
+        [row] = await index.find("t", face_id)
+        assert row.subject_id == face_id
+        [match] = await index.search("t", vector, model_id=M1, limit=1, threshold=0.9)
+        assert (match.face_id, match.subject_id) == (face_id, face_id)
+    await index.add(record("t", "new", subject_id="s"), unit(rng))
+    assert [r.face_id for r in await index.subject_faces("t", "s")] == ["new"]
+    # Nothing of the migration is left behind, and opening again changes nothing.
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=milvus_uri, timeout=10, dedicated=True)
+    try:
+        assert [c for c in client.list_collections() if c.startswith(name)] == [name]
+    finally:
+        client.close()
+    again = make_index(name)
+    await again.open()
+    assert [r.face_id for r in (await again.vectors("t", model_id=M1, max_rows=10)).records] == [
+        "f0",
+        "f1",
+        "f2",
+        "new",
+    ]
 
 
 @async_test

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceauth.inference.runtime import create_session
+from faceauth.inference.runtime import create_session, run_in_batches
 
 ALIGNED_SIZE = 112
 # Where the eyes, nose tip and mouth corners of a frontal face sit in the 112x112 ArcFace crop.
@@ -72,6 +72,36 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE)
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 
+def _square_padding(width: int, height: int) -> tuple[int, int, int]:
+    """(side, left, top): the square a width x height crop is centred in."""
+    side = max(width, height)
+    return side, (side - width) // 2, (side - height) // 2
+
+
+def crop_to_aligned(rgb: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
+    """An already-cropped face as the embedder's input: centred on a black square, then resized to `size`.
+
+    Padding (not stretching) keeps the face's proportions, as `align_face` does; black is the border
+    `align_face` itself fills with. INTER_AREA averages when shrinking, bilinear when growing.
+    """
+    height, width = rgb.shape[:2]
+    side, left, top = _square_padding(width, height)
+    if side != width or side != height:
+        rgb = cv2.copyMakeBorder(
+            rgb, top, side - height - top, left, side - width - left, cv2.BORDER_CONSTANT, value=(0, 0, 0)
+        )
+    if side == size:
+        return np.ascontiguousarray(rgb)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interpolation)
+
+
+def crop_template_landmarks(width: int, height: int) -> np.ndarray:
+    """Where `crop_to_aligned` assumes the 5 landmarks of a width x height crop are (the ArcFace template)."""
+    side, left, top = _square_padding(width, height)
+    return ARCFACE_TEMPLATE * (side / ALIGNED_SIZE) - [left, top]
+
+
 class ArcFaceEmbedder:
     def __init__(
         self,
@@ -100,6 +130,6 @@ class ArcFaceEmbedder:
         """Aligned RGB 112x112 crops -> (N, dim) unit vectors."""
         batch = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2)
         batch = (batch - self.input_mean) / self.input_std
-        vectors = self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32)
+        vectors = run_in_batches(self.session, batch)[0].astype(np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)

@@ -20,9 +20,9 @@ from faceauth.inference.imaging import DecodedImage
 from faceauth.inference.models import registry
 from faceauth.inference.models.detector import Detection, ScrfdDetector
 from faceauth.inference.models.embedder import ArcFaceEmbedder, align_face
-from faceauth.inference.models.nsfw import NudeNetNsfw
+from faceauth.inference.models.nsfw import NudeNetNsfw, letterbox
 from faceauth.inference.models.spoof import MiniFASNetSpoof, context_crop
-from faceauth.inference.runtime import create_session, softmax
+from faceauth.inference.runtime import create_session, run_in_batches, softmax
 from faceauth.kit.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,37 @@ class ModelSlot:
 
 
 class NsfwCheck:
-    """Whole-image NSFW probability."""
+    """Whole-image NSFW probability.
+
+    Like SpoofCheck: `model_input` is the per-image preprocessing, `scores` one model run over any number of
+    inputs, so a batch of photos shares a single run.
+    """
 
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def probability(self, image: DecodedImage) -> float:
-        return float(self.model.nsfw_probability([image.rgb])[0])
+    def model_input(self, image: DecodedImage, face: Detection | None = None) -> np.ndarray:
+        return letterbox(image.rgb)
+
+    def scores(self, inputs: list[np.ndarray]) -> list[float]:
+        return [float(p) for p in self.model.probabilities(inputs)]
+
+    def probability(self, image: DecodedImage, face: Detection | None = None) -> float:
+        return self.scores([self.model_input(image)])[0]
 
 
 class SpoofCheck:
     def __init__(self, model: Any) -> None:
         self.model = model
 
+    def model_input(self, image: DecodedImage, face: Detection) -> np.ndarray:
+        return context_crop(image.rgb, face.box)
+
+    def scores(self, inputs: list[np.ndarray]) -> list[float]:
+        return [float(p) for p in self.model.spoof_probability(inputs)]
+
     def probability(self, image: DecodedImage, face: Detection) -> float:
-        return float(self.model.spoof_probability([context_crop(image.rgb, face.box)])[0])
+        return self.scores([self.model_input(image, face)])[0]
 
 
 class BlurCheck:
@@ -114,23 +130,25 @@ class TorchvisionClassifierCheck:
             classes = int(meta.get("faceauth.num_classes", 0))
             if classes and positive_index >= classes:
                 raise ValueError(f"{path.name} has {classes} classes; positive class {positive_index} does not exist")
-            name = session.get_inputs()[0].name
 
             def _predict(batch: np.ndarray) -> np.ndarray:
-                return softmax(session.run(None, {name: batch})[0])
+                return softmax(run_in_batches(session, batch)[0])
 
             self._predict = _predict
 
-    def _score(self, crop: np.ndarray) -> float:
-        probs = self._predict(self._preprocess([crop], self.input_size))
-        return float(probs[0, self.positive_index])
+    def model_input(self, image: DecodedImage, face: Detection | None = None) -> np.ndarray:
+        if self.kind == "nsfw" or face is None:
+            return image.rgb
+        if self.kind == "spoof":
+            return context_crop(image.rgb, face.box)[:, :, ::-1].copy()
+        return align_face(image.rgb, face.landmarks, size=224)
+
+    def scores(self, inputs: list[np.ndarray]) -> list[float]:
+        probs = self._predict(self._preprocess(inputs, self.input_size))
+        return [float(p) for p in probs[:, self.positive_index]]
 
     def probability(self, image: DecodedImage, face: Detection | None = None) -> float:
-        if self.kind == "nsfw" or face is None:
-            return self._score(image.rgb)
-        if self.kind == "spoof":
-            return self._score(context_crop(image.rgb, face.box)[:, :, ::-1].copy())
-        return self._score(align_face(image.rgb, face.landmarks, size=224))
+        return self.scores([self.model_input(image, face)])[0]
 
 
 class ModelSet:

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from faceauth.inference.runtime import run_in_batches
+
 LABELS = (
     "FEMALE_GENITALIA_COVERED",
     "FACE_FEMALE",
@@ -69,6 +71,9 @@ class NudeNetNsfw:
             raise ValueError(f"{name}: expected a NudeNet detector output [N, 22, anchors], got {out_shape}")
 
     def nsfw_probability(self, images_rgb: list[np.ndarray]) -> np.ndarray:
-        batch = np.stack([letterbox(img) for img in images_rgb])
-        output = self.session.run(None, {self.input_name: batch})[0]
+        return self.probabilities([letterbox(img) for img in images_rgb])
+
+    def probabilities(self, letterboxed: list[np.ndarray]) -> np.ndarray:
+        """(N,) explicit-content probabilities of `letterbox` outputs, in one model run."""
+        output = run_in_batches(self.session, np.stack(letterboxed))[0]
         return explicit_probability(output).astype(np.float64)

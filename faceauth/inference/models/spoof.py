@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from faceauth.inference.runtime import softmax
+from faceauth.inference.runtime import run_in_batches, softmax
 
 _INPUT_SIZE = 80
 _CONTEXT_SCALE = 2.7
@@ -48,5 +48,5 @@ class MiniFASNetSpoof:
         """Probability that each face is a presentation attack (1 - P(live))."""
         # Raw 0..255 values: this model was trained without input scaling.
         batch = np.stack(crops_bgr).astype(np.float32).transpose(0, 3, 1, 2)
-        probs = softmax(self.session.run(None, {self.input_name: batch})[0])
+        probs = softmax(run_in_batches(self.session, batch)[0])
         return 1.0 - probs[:, _LIVE_CLASS]

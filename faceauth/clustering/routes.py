@@ -1,0 +1,41 @@
+"""/v1/faces/cluster: DBSCAN (cosine) over a tenant's faces or over given embeddings."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from faceauth.api.deps import ClusterServiceDep, RequestIdDep
+from faceauth.api.params import error
+from faceauth.clustering import schemas
+from faceauth.kit.errors import AppError
+
+router = APIRouter(prefix="/v1/faces", tags=["faces"])
+
+
+@router.post(
+    "/cluster",
+    response_model=schemas.ClusterResponse,
+    summary="Group faces by person: DBSCAN with the cosine metric over a tenant's faces or given embeddings",
+    responses={
+        413: error("too_many_faces: more than FACEAUTH_CLUSTER_MAX_FACES"),
+        422: error("bad field: give exactly one of tenant / embeddings"),
+        503: error("Milvus or the ML service is unavailable"),
+    },
+)
+async def cluster(body: schemas.ClusterRequest, service: ClusterServiceDep, request_id: RequestIdDep):
+    if (body.tenant is None) == (body.embeddings is None):
+        raise AppError(422, "validation_error", "give exactly one of tenant (its faces) or embeddings")
+    if body.tenant is not None:
+        result = await service.cluster_tenant(body.tenant, eps=body.eps, min_samples=body.min_samples)
+    else:
+        result = await service.cluster_embeddings(
+            body.embeddings or [], body.ids, eps=body.eps, min_samples=body.min_samples
+        )
+    return {
+        "requestId": request_id,
+        "clusters": [{"label": i, "size": len(ids), "ids": ids} for i, ids in enumerate(result.clusters)],
+        "noise": result.noise,
+        "eps": body.eps,
+        "min_samples": body.min_samples,
+        "model_id": result.model_id,
+    }

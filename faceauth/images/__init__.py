@@ -1,0 +1,1 @@
+"""Images given by reference: downloading a photo from a URL safely."""

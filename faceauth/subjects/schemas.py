@@ -1,0 +1,28 @@
+"""Bodies of the subject endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from faceauth.faces.schemas import FaceRecordOut
+
+
+class SubjectOut(BaseModel):
+    subject_id: str
+    faces: list[FaceRecordOut] = Field(description="The subject's faces, by face id.")
+
+
+class SubjectResponse(SubjectOut):
+    requestId: str
+
+
+class SubjectPageResponse(BaseModel):
+    requestId: str
+    subjects: list[SubjectOut] = Field(description="In subject_id order.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class SubjectDeleteResponse(BaseModel):
+    requestId: str
+    subject_id: str
+    deleted_faces: list[str] = Field(description="Ids of the faces removed (vectors and images).")

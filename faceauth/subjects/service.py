@@ -1,0 +1,90 @@
+"""Subjects: a person with one or more enrolled faces. Listing (cursor pages), one subject, deleting one."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from faceauth.faces.service import FaceService, storage_error
+from faceauth.kit.errors import AppError
+from faceauth.storage.errors import StorageUnavailable
+from faceauth.storage.vectors import FaceRecord
+
+
+@dataclass(frozen=True)
+class Subject:
+    subject_id: str
+    faces: list[FaceRecord]  # the current revision of each face, by face id
+
+
+@dataclass(frozen=True)
+class SubjectPage:
+    subjects: list[Subject]
+    next_cursor: str | None
+
+
+def encode_cursor(subject_id: str) -> str:
+    return base64.urlsafe_b64encode(subject_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        subject_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError):
+        subject_id = ""
+    # urlsafe_b64decode skips characters outside its alphabet: only a cursor that round-trips is one of ours.
+    if not subject_id or encode_cursor(subject_id) != cursor:
+        raise AppError(422, "invalid_cursor", "the cursor is not one this API gave out")
+    return subject_id
+
+
+def _current_faces(rows: list[FaceRecord]) -> list[FaceRecord]:
+    """One record per face id: its newest revision (a face being replaced has two for a moment)."""
+    newest: dict[str, FaceRecord] = {}
+    for row in rows:
+        if row.face_id not in newest or row.created_at_ms > newest[row.face_id].created_at_ms:
+            newest[row.face_id] = row
+    return [newest[face_id] for face_id in sorted(newest)]
+
+
+class SubjectService:
+    def __init__(self, faces: FaceService) -> None:
+        self.faces = faces
+
+    async def list(self, tenant: str, *, cursor: str | None, limit: int) -> SubjectPage:
+        after = decode_cursor(cursor) if cursor else None
+        try:
+            groups = await self.faces.index.list_subjects(tenant, after=after, limit=limit + 1)
+        except StorageUnavailable as exc:
+            raise storage_error(exc, "listing subjects") from None
+        subjects = [Subject(rows[0].subject_id, _current_faces(rows)) for rows in groups]
+        more = len(subjects) > limit
+        subjects = subjects[:limit]
+        return SubjectPage(subjects, encode_cursor(subjects[-1].subject_id) if more else None)
+
+    async def get(self, tenant: str, subject_id: str) -> Subject:
+        try:
+            rows = await self.faces.index.subject_faces(tenant, subject_id)
+        except StorageUnavailable as exc:
+            raise storage_error(exc, "reading the subject") from None
+        if not rows:
+            raise _not_found(tenant, subject_id)
+        return Subject(subject_id, _current_faces(rows))
+
+    async def delete(self, tenant: str, subject_id: str) -> list[str]:
+        """Delete every face of the subject (each as /v1/faces/delete does: vector, then images); their ids."""
+        subject = await self.get(tenant, subject_id)
+        deleted = []
+        for face in subject.faces:
+            try:
+                await self.faces.delete(tenant, face.face_id)
+            except AppError as exc:
+                if exc.status != 404:  # 404: deleted meanwhile by another request, which is the goal
+                    raise
+            deleted.append(face.face_id)
+        return deleted
+
+
+def _not_found(tenant: str, subject_id: str) -> AppError:
+    return AppError(404, "subject_not_found", f"no subject {subject_id!r} in tenant {tenant!r}")

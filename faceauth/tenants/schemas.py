@@ -1,0 +1,17 @@
+"""Bodies of the tenant endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class PurgeCounts(BaseModel):
+    faces: int = Field(description="Distinct faces whose images were removed.")
+    vectors: int = Field(description="Vector rows removed from Milvus.")
+    images: int = Field(description="Image objects removed from the object store.")
+
+
+class PurgeResponse(BaseModel):
+    requestId: str
+    tenant: str
+    deleted: PurgeCounts

@@ -1,0 +1,154 @@
+"""1:1 verification: /v1/faces/verify, and /compare-faces (the face-verification service's contract)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from faceauth.api.deps import RequestIdDep, VerificationServiceDep, one_image, read_upload
+from faceauth.api.params import COMMON_ERRORS, ID_DOC, TENANT_DOC, URL_ERRORS, AlignedForm, error
+from faceauth.faces.schemas import FACE_ID_MAX, ID_PATTERN, TENANT_MAX
+from faceauth.images.sources import ImageSource
+from faceauth.verification import schemas
+from faceauth.verification.service import MAX_PROBES, Verdict
+
+router = APIRouter(tags=["verification"])
+
+_ERRORS = {
+    **COMMON_ERRORS,
+    400: error(f"empty_image, invalid_base64, {URL_ERRORS}"),
+    404: error("face_not_found: the reference_id is not enrolled in the tenant"),
+    409: error("model_mismatch: the reference face was embedded by another model (re-embed)"),
+    422: error(
+        "invalid_probe_count, invalid_reference, invalid_min_matches, no_face_detected (reference), "
+        "unreadable image, bad field"
+    ),
+}
+
+
+def _probes_out(verdict: Verdict) -> list[dict]:
+    return [
+        {
+            "index": i,
+            "field": p.field,
+            "score": None if p.score is None else round(p.score, 6),
+            "matched": p.matched,
+            "reason": p.reason,
+            "imageQualityAssessment": p.analysis.assessment(),
+        }
+        for i, p in enumerate(verdict.probes)
+    ]
+
+
+def _reference_out(verdict: Verdict) -> dict:
+    ref = verdict.reference
+    return {
+        "type": ref.kind,
+        "id": ref.face_id,
+        "imageQualityAssessment": None if ref.analysis is None else ref.analysis.assessment(),
+    }
+
+
+@router.post(
+    "/v1/faces/verify",
+    response_model=schemas.VerifyResponse,
+    summary=f"1:1 verification: do 1-{MAX_PROBES} probe photos show the reference person?",
+    responses=_ERRORS,
+)
+async def verify(
+    request: Request,
+    service: VerificationServiceDep,
+    request_id: RequestIdDep,
+    probes: Annotated[list[UploadFile], File(description=f"probe photos (1-{MAX_PROBES} in all)")] = [],  # noqa: B006
+    probes_b64: Annotated[list[str], Form(description="probe photos as base64")] = [],  # noqa: B006
+    probes_url: Annotated[list[str], Form(description="probe photos by URL (http(s):// or s3://)")] = [],  # noqa: B006
+    tenant: Annotated[
+        str | None,
+        Form(description=f"{TENANT_DOC}; required with reference_id", pattern=ID_PATTERN, max_length=TENANT_MAX),
+    ] = None,
+    reference_id: Annotated[
+        str | None,
+        Form(
+            description=f"an enrolled face of the tenant as the reference ({ID_DOC})",
+            pattern=ID_PATTERN,
+            max_length=FACE_ID_MAX,
+        ),
+    ] = None,
+    reference: Annotated[UploadFile | None, File(description="or: a reference photo")] = None,
+    reference_b64: Annotated[str | None, Form(description="or: the reference photo as base64")] = None,
+    reference_url: Annotated[str | None, Form(description="or: the reference photo by URL")] = None,
+    threshold: Annotated[
+        float | None, Form(ge=0.0, le=1.0, description="0..1; default FACEAUTH_VERIFY_THRESHOLD")
+    ] = None,
+    min_matches: Annotated[
+        int | None, Form(ge=1, le=MAX_PROBES, description="matching probes required (default: more than half)")
+    ] = None,
+    require_quality: Annotated[
+        bool, Form(description="a probe counts only if it passes the anti-spoof, blur and NSFW checks")
+    ] = True,
+    aligned: AlignedForm = False,
+):
+    sources = [await read_upload(request, f, f"probes[{i}]") for i, f in enumerate(probes)]
+    sources += [ImageSource(f"probes_b64[{i}]", b64=v) for i, v in enumerate(probes_b64)]
+    sources += [ImageSource(f"probes_url[{i}]", url=v) for i, v in enumerate(probes_url)]
+    reference_photo = await one_image(
+        request,
+        ("reference", reference),
+        ("reference_b64", reference_b64),
+        ("reference_url", reference_url),
+        required=False,
+    )
+    verdict = await service.verify(
+        sources,
+        tenant=tenant,
+        reference_id=reference_id,
+        reference=reference_photo,
+        threshold=threshold,
+        min_matches=min_matches,
+        require_quality=require_quality,
+        aligned=aligned,
+        request_id=request_id,
+    )
+    return {
+        "requestId": request_id,
+        "matched": verdict.matched,
+        "threshold": verdict.threshold,
+        "min_matches": verdict.min_matches,
+        "matches": verdict.matches,
+        "model_id": verdict.reference.model_id,
+        "reference": _reference_out(verdict),
+        "probes": _probes_out(verdict),
+    }
+
+
+@router.post(
+    "/compare-faces",
+    response_model=schemas.CompareFacesResponse,
+    summary="Compatibility: 3 front photos against 1 back photo, all by URL (face-verification service contract)",
+    responses=_ERRORS,
+)
+async def compare_faces(body: schemas.CompareFacesRequest, service: VerificationServiceDep, request_id: RequestIdDep):
+    fronts = [ImageSource(name, url=getattr(body, name)) for name in ("front_image1", "front_image2", "front_image3")]
+    verdict = await service.verify(
+        fronts,
+        tenant=None,
+        reference_id=None,
+        reference=ImageSource("back_image", url=body.back_image),
+        threshold=body.threshold,
+        min_matches=body.min_matches or service.settings.compare_min_matches,
+        require_quality=body.require_quality,
+        request_id=request_id,
+    )
+    return {
+        "requestId": request_id,
+        "user_id": body.user_id,
+        "matched": verdict.matched,
+        "threshold": verdict.threshold,
+        "required_matches": verdict.min_matches,
+        "matches": verdict.matches,
+        "scores": [None if p.score is None else round(p.score, 6) for p in verdict.probes],
+        "model_id": verdict.reference.model_id,
+        "details": _probes_out(verdict),
+        "back_image": _reference_out(verdict),
+    }

@@ -1,0 +1,159 @@
+"""1:1 verification: do 1-5 probe photos show the person of a reference (an enrolled face, or a photo)?
+
+Probes are loaded and analysed concurrently. A probe counts as a match when its score reaches the threshold and,
+unless the caller waives it, it passed the quality checks (a spoofed or blurred selfie never verifies anybody).
+The answer is a match when at least `min_matches` probes match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceauth.client import Analysis
+from faceauth.config import APISettings
+from faceauth.faces.service import FaceService, storage_error
+from faceauth.images.sources import ImageSource
+from faceauth.kit.errors import AppError
+from faceauth.storage.errors import StorageUnavailable
+
+MAX_PROBES = 5
+# Rows read to find one face's vector: its revisions (one, two while being replaced).
+_FACE_ROWS = 16
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    field: str
+    analysis: Analysis
+    score: float | None  # None: no usable face in the probe
+    matched: bool
+    reason: str | None  # why it did not count, when it did not
+
+
+@dataclass(frozen=True)
+class Reference:
+    kind: str  # "face" (enrolled) or "image"
+    face_id: str | None
+    analysis: Analysis | None  # for a photo reference
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    matched: bool
+    threshold: float
+    min_matches: int
+    matches: int
+    probes: list[ProbeResult]
+    reference: Reference
+
+
+def default_min_matches(probes: int) -> int:
+    """More than half of the probes: one of one, two of two or three, three of four or five."""
+    return probes // 2 + 1
+
+
+class VerificationService:
+    def __init__(self, faces: FaceService, settings: APISettings) -> None:
+        self.faces = faces
+        self.settings = settings
+
+    async def verify(
+        self,
+        probes: list[ImageSource],
+        *,
+        tenant: str | None,
+        reference_id: str | None,
+        reference: ImageSource | None,
+        threshold: float | None,
+        min_matches: int | None,
+        require_quality: bool = True,
+        aligned: bool = False,
+        request_id: str,
+    ) -> Verdict:
+        if not 1 <= len(probes) <= MAX_PROBES:
+            raise AppError(422, "invalid_probe_count", f"send 1 to {MAX_PROBES} probe photos, not {len(probes)}")
+        if (reference_id is None) == (reference is None):
+            raise AppError(
+                422, "invalid_reference", "give exactly one reference: reference_id (with tenant) or a reference photo"
+            )
+        if reference_id is not None and not tenant:
+            raise AppError(422, "invalid_reference", "reference_id needs the tenant it is enrolled in")
+        required = default_min_matches(len(probes)) if min_matches is None else min_matches
+        if not 1 <= required <= len(probes):
+            raise AppError(
+                422, "invalid_min_matches", f"min_matches must be between 1 and the number of probes ({len(probes)})"
+            )
+        threshold = self.settings.effective_verify_threshold if threshold is None else threshold
+
+        def analyse(source: ImageSource):
+            return self.faces.load_and_analyze(source, tenant=tenant, aligned=aligned, request_id=request_id)
+
+        jobs = [analyse(p) for p in probes]
+        if reference is not None:
+            jobs.append(analyse(reference))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        # Bad input (an unreadable photo, a refused URL) or an outage fails the request: report the first one.
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        analyses: list[Analysis] = [a for _, a in results]  # type: ignore[misc]
+        probe_analyses = analyses[: len(probes)]
+
+        if reference is not None:
+            ref_analysis = analyses[-1]
+            if ref_analysis.embedding is None:
+                reasons = [r for r in ref_analysis.reasons if r in ("no_face", "face_too_small")] or ["no_face"]
+                raise AppError(
+                    422,
+                    "no_face_detected" if reasons == ["no_face"] else reasons[0],
+                    "the reference photo has no usable face",
+                    details={"field": reference.field, "imageQualityAssessment": ref_analysis.assessment()},
+                )
+            ref = Reference("image", None, ref_analysis, ref_analysis.model_id)
+            ref_vector = ref_analysis.embedding
+        else:
+            model_id = next((a.model_id for a in probe_analyses), "")
+            ref_vector = await self._enrolled_vector(str(tenant), str(reference_id), model_id)
+            ref = Reference("face", reference_id, None, model_id)
+
+        results_out = [
+            self._judge(source.field, analysis, ref_vector, threshold, require_quality)
+            for source, analysis in zip(probes, probe_analyses, strict=True)
+        ]
+        matches = sum(p.matched for p in results_out)
+        return Verdict(matches >= required, threshold, required, matches, results_out, ref)
+
+    @staticmethod
+    def _judge(
+        field: str, analysis: Analysis, ref_vector: np.ndarray, threshold: float, require_quality: bool
+    ) -> ProbeResult:
+        if analysis.embedding is None:
+            return ProbeResult(field, analysis, None, False, "no_face_detected")
+        score = float(np.dot(analysis.embedding, ref_vector))
+        if require_quality and not analysis.passed:
+            return ProbeResult(field, analysis, score, False, "quality_check_failed")
+        if score < threshold:
+            return ProbeResult(field, analysis, score, False, "below_threshold")
+        return ProbeResult(field, analysis, score, True, None)
+
+    async def _enrolled_vector(self, tenant: str, face_id: str, model_id: str) -> np.ndarray:
+        index = self.faces.index
+        try:
+            found = await index.vectors(tenant, model_id=model_id, face_id=face_id, max_rows=_FACE_ROWS)
+            if found.records:
+                return found.embeddings[0]
+            rows = await index.find(tenant, face_id)
+        except StorageUnavailable as exc:
+            raise storage_error(exc, "reading the reference face") from None
+        if not rows:
+            raise AppError(404, "face_not_found", f"no face {face_id!r} in tenant {tenant!r}")
+        raise AppError(
+            409,
+            "model_mismatch",
+            f"face {face_id!r} was enrolled with {rows[0].model_id}, the ML service now embeds with {model_id}: "
+            "re-embed the stored faces (faceauth reembed)",
+        )
