@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-# The ML service's verdict (`imageQualityAssessment`), passed through unchanged.
+# The ML service's verdict (`imageQualityAssessment`) and its detected faces, passed through unchanged.
 from faceauth.inference.schemas import Assessment as ImageQualityAssessment
+from faceauth.inference.schemas import Face as DetectedFace
 
 # Ids are path segments of object keys ("tenant/face_id/revision") and literals in Milvus filters, so they
 # keep to a small, documented character set: no "/", quotes, spaces or control characters.
@@ -71,22 +72,6 @@ class SearchResponse(BaseModel):
     queryId: str | None = Field(None, description="The `id` form field, echoed.")
     imageQualityAssessment: ImageQualityAssessment
     searchResult: SearchResult
-
-
-class Pose(BaseModel):
-    yaw: float
-    pitch: float
-    roll: float
-
-
-class DetectedFace(BaseModel):
-    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the (EXIF-upright) photo.")
-    score: float = Field(description="Detector confidence, 0..1.")
-    landmarks: list[list[float]] = Field(description="5 points [x, y]: eyes, nose tip, mouth corners.")
-    pose: Pose | None = Field(description="Coarse yaw/pitch/roll in degrees from the landmarks.")
-    area_fraction: float = Field(description="Box area / photo area.")
-    quality: float = Field(description="0..1: detector score x size x frontalness x sharpness.")
-    sharpness: float | None = Field(None, description="1 - P(blurry), when the blur check ran for this face.")
 
 
 class DetectResponse(BaseModel):
