@@ -116,6 +116,17 @@ def _wait_ready(url: str, child: subprocess.Popen, timeout_s: float) -> bool:
     return False
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _run_up(args: argparse.Namespace) -> int:
     """The whole platform on embedded defaults: the ML service as a child process, the Face API here.
 
@@ -132,10 +143,19 @@ def _run_up(args: argparse.Namespace) -> int:
     env = {**os.environ, "ML_SERVICE_HOST": "127.0.0.1", "ML_SERVICE_AUTH_TOKEN": token}
     cmd = [sys.executable, "-m", "faceauth.cli", "--log-level", args.log_level, "ml"]
     ml_url = f"http://127.0.0.1:{ml_settings.port}"
+    # Another process on the port (an earlier `faceauth up` still running) would answer the readiness check and
+    # then refuse this Face API's token: say so now instead.
+    if _port_in_use("127.0.0.1", ml_settings.port):
+        print(
+            f"faceauth: port {ml_settings.port} is already in use (another `faceauth up`?); stop it or set "
+            "ML_SERVICE_PORT",
+            file=sys.stderr,
+        )
+        return 1
     child = subprocess.Popen(cmd, env=env)
     try:
         print(f"starting the ML service ({ml_url}) ...", flush=True)
-        if not _wait_ready(ml_url, child, args.ml_start_timeout):
+        if not _wait_ready(ml_url, child, args.ml_start_timeout) or child.poll() is not None:
             print("faceauth: the ML service did not become ready; see its log above", file=sys.stderr)
             return 1
         url = f"http://{_shown(api_settings.api_host)}:{api_settings.api_port}"

@@ -109,3 +109,17 @@ def test_faceauth_up_starts_both_services_with_data_under_the_working_directory(
             raise AssertionError(f"port {port} still answers after `faceauth up` stopped")
         except httpx.TransportError:
             pass
+
+
+def test_faceauth_up_refuses_an_ml_port_that_something_else_holds(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        up = _start(["up"], {"ML_SERVICE_PORT": str(port), "FACEAUTH_API_PORT": str(free_port())}, tmp_path)
+        out, _ = up.communicate(timeout=60)
+    assert up.returncode == 1
+    assert f"port {port} is already in use" in out
+    assert not (tmp_path / "data").exists()  # it stopped before starting anything
