@@ -15,10 +15,23 @@ from faceauth.config import APISettings, SettingsError, load_api_settings, load_
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Libraries that narrate every request or import at INFO: keep their warnings only.
-    for name in ("httpx", "httpcore", "faiss", "faiss.loader"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    """JSON lines (default) or text, chosen by FACEAUTH_LOG_FORMAT, else ML_SERVICE_LOG_FORMAT (the ML container's
+    own); from the environment or ./.env, as settings are. Logging starts before any settings are loaded."""
+    from dotenv import dotenv_values
+
+    from faceauth.kit.logs import configure_logging, parse_log_format
+
+    dotenv = dotenv_values(".env") if Path(".env").is_file() else {}
+    names = ("FACEAUTH_LOG_FORMAT", "ML_SERVICE_LOG_FORMAT")
+    raw = next((v for v in (os.environ.get(n) or dotenv.get(n) for n in names) if v), None)
+    problem = None
+    try:
+        log_format = parse_log_format(raw)
+    except ValueError as exc:  # loading the settings then stops start-up naming the variable; until then, JSON
+        log_format, problem = "json", exc
+    configure_logging(level, log_format)
+    if problem is not None:
+        logging.getLogger("faceauth.cli").warning("%s; logging as json", problem)
 
 
 def _shown(host: str) -> str:
@@ -64,8 +77,9 @@ def _run_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reembed(args: argparse.Namespace) -> int:
-    """Re-embed stored faces after an embedding-model change, from their stored images (docs/OPERATIONS.md)."""
+def _with_face_service(fn):
+    """Run `await fn(service)` on a FaceService over the configured stores and ML client (opened, then closed);
+    a store or ML failure prints its message and gives exit code 1."""
     import asyncio
 
     from faceauth.api.app import make_ml_client
@@ -79,14 +93,12 @@ def _reembed(args: argparse.Namespace) -> int:
     settings = load_api_settings()
 
     async def run() -> int:
+        # The ML client connects only when used (repair never uses it).
         index, objects, ml = open_face_index(settings), open_object_store(settings), make_ml_client(settings)
         try:
-            ready = await ml.ready()
-            model_id = ready["models"]["embedder"]["model_id"]
             await objects.open()
             await index.open()
-            print(f"re-embedding faces of other models with {model_id} ...", flush=True)
-            report = await FaceService(index, objects, ml, settings).reembed_all(model_id, batch_size=args.batch_size)
+            return await fn(FaceService(index, objects, ml, settings))
         except (MLServiceUnavailable, StorageUnavailable, AppError) as exc:
             print(f"faceauth: {exc}", file=sys.stderr)
             return 1
@@ -94,12 +106,37 @@ def _reembed(args: argparse.Namespace) -> int:
             await ml.aclose()
             await index.close()
             await objects.close()
+
+    return asyncio.run(run())
+
+
+def _reembed(args: argparse.Namespace) -> int:
+    """Re-embed stored faces after an embedding-model change, from their stored images (docs/OPERATIONS.md)."""
+
+    async def run(service) -> int:
+        model_id = (await service.ml.ready())["models"]["embedder"]["model_id"]
+        print(f"re-embedding faces of other models with {model_id} ...", flush=True)
+        report = await service.reembed_all(model_id, batch_size=args.batch_size)
         print(f"re-embedded {report.reembedded} face(s); {len(report.failed)} failed")
         for face, code in sorted(report.failed.items()):
             print(f"  {face}: {code}")
         return 1 if report.failed else 0
 
-    return asyncio.run(run())
+    return _with_face_service(run)
+
+
+def _repair(args: argparse.Namespace) -> int:
+    """Remove what interrupted writes left behind, in every tenant: images no vector points to and vectors whose
+    image is missing, once older than the grace period (faceauth/maintenance/service.py). Safe while the Face API
+    runs. The ML service is not needed."""
+    from faceauth.maintenance import sweep_orphans
+
+    async def run(service) -> int:
+        print("sweeping for leftovers of interrupted writes ...", flush=True)
+        print((await sweep_orphans(service)).summary())
+        return 0
+
+    return _with_face_service(run)
 
 
 def _wait_ready(url: str, child: subprocess.Popen, timeout_s: float) -> bool:
@@ -159,9 +196,17 @@ def _run_up(args: argparse.Namespace) -> int:
             print("faceauth: the ML service did not become ready; see its log above", file=sys.stderr)
             return 1
         url = f"http://{_shown(api_settings.api_host)}:{api_settings.api_port}"
+        from faceauth.auth.commands import ensure_admin_key
+
+        admin_token = None if api_settings.auth_disabled else ensure_admin_key(api_settings)
         print(f"faceauth is up:\n  Face API    {url}   Swagger UI: {url}/docs", flush=True)
         print(f"  ML service  {ml_url}   Swagger UI: {ml_url}/docs (internal token required)", flush=True)
         print(f"  data        {api_settings.data_dir.resolve()}", flush=True)
+        if admin_token:
+            # First start: no key exists yet. Shown once, never stored in plain text.
+            print(f"  admin key   {admin_token}   (shown once: store it; `faceauth keys --help`)", flush=True)
+        elif api_settings.auth_disabled:
+            print("  WARNING     FACEAUTH_AUTH_DISABLED=true: no API key is needed (local use only)", flush=True)
         _serve_api(api_settings, args.log_level)
         return 0
     finally:
@@ -242,9 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--ml-start-timeout", type=float, default=300.0, help="seconds to wait for the ML service")
 
+    from faceauth.auth import commands as auth_commands  # here: `faceauth ml` need not import the stores
+
+    auth_commands.register(sub)
+
     p = sub.add_parser("reembed", help="re-embed stored faces after an embedding-model change (the ML service runs)")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=_reembed)
+
+    p = sub.add_parser("repair", help="remove images without vector and vectors without image (all tenants)")
+    p.set_defaults(func=_repair)
 
     models = sub.add_parser("models", help="list, fetch, verify or convert models").add_subparsers(
         dest="models_command", required=True

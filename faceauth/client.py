@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import numpy as np
+
+from faceauth.kit.metrics import NULL_OBSERVER, MLCallObserver
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,9 @@ _IMAGE_STATUSES = {400, 413, 415, 422}
 
 
 class MLClient:
+    # The Face API points this at its metrics (call latency and errors); a no-op otherwise.
+    observer: MLCallObserver = NULL_OBSERVER
+
     def __init__(
         self,
         base_url: str,
@@ -114,6 +120,21 @@ class MLClient:
         await self._http.aclose()
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # `path` is always one of this client's literal endpoints: a bounded metrics label.
+        started = time.perf_counter()
+        error = True
+        try:
+            response = await self._send_with_retries(method, path, **kwargs)
+            # The photo's fault (4xx) is an answer; a deployment problem (401) or the service failing is not.
+            error = response.status_code >= 500 or response.status_code in (401, 403)
+            return response
+        except asyncio.CancelledError:  # our caller gave up (e.g. its client left): not the service's failure
+            error = False
+            raise
+        finally:
+            self.observer.ml_call(path, time.perf_counter() - started, error)
+
+    async def _send_with_retries(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         delay = 0.1
         for attempt in range(self.connect_retries + 1):
             try:

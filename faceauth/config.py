@@ -37,6 +37,9 @@ class MLSettings(BaseSettings):
     port: int = Field(default=8001, ge=1, le=65535)
     ml_device: str = "cpu"
     auth_token: str | None = None
+    # One JSON object per log line, or plain text. Read by the `faceauth` CLI when it sets up logging (before
+    # settings load); declared here so an invalid value stops start-up and the variable is documented.
+    log_format: Literal["json", "text"] = "json"
 
     # Where model packs live (InsightFace layout: <model_dir>/<pack>/*.onnx) and where fetched models go.
     model_dir: Path = Path("data/models")
@@ -113,6 +116,8 @@ class APISettings(BaseSettings):
     api_version: str = Field(default_factory=lambda: _package_version())
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # One JSON object per log line, or plain text (read by the `faceauth` CLI; see MLSettings.log_format).
+    log_format: Literal["json", "text"] = "json"
 
     # Embedded defaults (milvus-lite file, local image folder) live here; a restart keeps every face.
     data_dir: Path = Path("data")
@@ -161,6 +166,9 @@ class APISettings(BaseSettings):
     minio_bucket: str = Field(default="faceauth", min_length=3, max_length=63)
     minio_secure: bool = False
     minio_region: str | None = None
+    # Where clients reach the object store, when not at minio_endpoint (presigned image links name this host),
+    # e.g. https://faces-images.example.com.
+    minio_public_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
     # Short timeouts and few retries: a down S3 server must answer the request with a 503 in seconds, not hang it.
     minio_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     minio_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
@@ -173,12 +181,25 @@ class APISettings(BaseSettings):
     search_default_top_k: int = Field(default=5, ge=1, le=100)
     # At start-up, wait this long for Milvus and the object store (containers start in any order).
     startup_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # At start-up, sweep in the background for what interrupted writes left behind (as `faceauth repair`).
+    startup_sweep: bool = True
     # Photos per /v1/faces/batch/insert request.
     max_batch: int = Field(default=20, ge=1, le=100)
     # Faces one subject (person) may have; a search grouped by subject reads this many rows per subject.
     max_faces_per_subject: int = Field(default=10, ge=1, le=100)
     # Faces one /v1/faces/cluster request may cluster (its cost grows with the square of this).
     cluster_max_faces: int = Field(default=20000, ge=2, le=200000)
+
+    # -- access ------------------------------------------------------------------------------------------------
+    # API keys are required unless this is true (local experiments only: every start logs a warning).
+    auth_disabled: bool = False
+    # Per API key: a token bucket refilled at this rate (requests per second) holding at most `burst` requests.
+    rate_limit_per_second: float = Field(default=20.0, gt=0, le=100000)
+    rate_limit_burst: int = Field(default=40, ge=1, le=1000000)
+    # Keep enrolment photos in the object store. false: embeddings only (no re-embedding after a model change).
+    store_images: bool = True
+    # Lifetime of the presigned links to stored images.
+    image_link_seconds: int = Field(default=300, ge=10, le=3600)
 
     # -- 1:1 verification ----------------------------------------------------------------------------------------
     # Invalid values here do not stop start-up: they fall back to the safe default with a warning, because a

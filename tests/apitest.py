@@ -89,10 +89,13 @@ def make_api(ml_service, tmp_path: Path) -> Callable[..., object]:
     """A Face API on embedded stores under tmp_path (milvus-lite file, local images); real ML over HTTP."""
 
     @contextmanager
-    def make(data_dir: Path | None = None, **kwargs) -> Iterator[TestClient]:
+    def make(data_dir: Path | None = None, *, key_tenant: str | None = None, **kwargs) -> Iterator[TestClient]:
+        """`key_tenant`: the client sends a key of that tenant; default an admin key (None)."""
         stores = {k: kwargs.pop(k) for k in ("index", "objects", "ml") if k in kwargs}
         settings = api_settings(ml_service, data_dir or tmp_path / "data", **kwargs)
         with TestClient(create_app(settings, **stores)) as client:
+            if not settings.auth_disabled:
+                client.headers["X-Api-Key"] = new_key(client, key_tenant)
             yield client
 
     return make
@@ -121,6 +124,12 @@ def photos(faces_dir: Path, shared_dir: Path) -> Photos:
     return Photos(faces_dir, shared_dir)
 
 
+def new_key(client: TestClient, tenant: str | None, name: str = "tests") -> str:
+    """A new API key of `tenant` (None: admin) in the API's own key store; its token."""
+    _, token = client.portal.call(client.app.state.key_store.create, tenant, name)
+    return token
+
+
 def enrol(client: TestClient, tenant: str, face_id: str, image: bytes, op: str = "insert") -> httpx.Response:
     return client.post(f"/v1/faces/{op}", data={"id": face_id, "tenant": tenant}, files={"file": ("p.jpg", image)})
 
@@ -135,8 +144,9 @@ def match_ids(response: httpx.Response) -> list[str]:
 
 
 def stored_keys(client: TestClient, prefix: str = "") -> list[str]:
-    """Every image key in the API's object store (read through the store itself)."""
-    return client.portal.call(client.app.state.face_service.objects.list, prefix)
+    """Every face image key in the API's object store (read through the store itself). Keys starting with "_"
+    (API keys, the s3:// drop area) are not face images."""
+    return [k for k in client.portal.call(client.app.state.face_service.objects.list, prefix) if not k.startswith("_")]
 
 
 def stored_rows(client: TestClient, tenant: str, face_id: str) -> list:

@@ -199,11 +199,15 @@ class MLService:
     process: subprocess.Popen
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, timeout_s: float = 90.0) -> None:
+def wait_until_ready(
+    url: str, process: subprocess.Popen, timeout_s: float = 90.0, *, log_path: Path | None = None
+) -> None:
+    """Wait for GET /readyz to answer 200; if the process dies first, fail with the end of its output (its pipe,
+    or the file it writes to)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
+            out = log_path.read_text() if log_path else process.stdout.read() if process.stdout else ""
             raise AssertionError(f"server exited with {process.returncode}: {out[-2000:]}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
@@ -235,16 +239,19 @@ def ml_service(spoof_model_path: Path, tmp_path_factory: pytest.TempPathFactory)
         "ML_SERVICE_AUTO_FETCH": "false",
         "ML_SERVICE_AUTH_TOKEN": token,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "faceauth.cli", "ml", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Output to a file, not a pipe: the service logs every request, and a pipe nobody reads fills up and then
+    # blocks the service in its next log write.
+    log_path = tmp_path_factory.mktemp("ml-service") / "ml.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "faceauth.cli", "ml", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process)
+        wait_until_ready(url, process, log_path=log_path)
         yield MLService(url, token, process)
     finally:
         stop_process(process)

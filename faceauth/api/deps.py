@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, File, Form, Request, UploadFile
+from fastapi import Depends, File, Form, Request, Security, UploadFile
+from fastapi.security import APIKeyHeader, HTTPBearer
 
+from faceauth.auth.middleware import Principal
 from faceauth.clustering.service import ClusterService
 from faceauth.config import APISettings
 from faceauth.faces.service import FaceService
@@ -30,6 +32,21 @@ def _service(name: str):
 
 def _request_id(request: Request) -> str:
     return get_request_id(request)
+
+
+# Declared for the OpenAPI document (Swagger's "Authorize"); the key itself is checked by AuthMiddleware before
+# the body is read.
+_api_key = APIKeyHeader(name="X-Api-Key", auto_error=False, description="fa_... (or Authorization: Bearer fa_...)")
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _principal(
+    request: Request, api_key: str | None = Security(_api_key), bearer: object = Security(_bearer)
+) -> Principal:
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is None:  # a route outside AuthMiddleware's reach: refuse rather than guess
+        raise AppError(401, "unauthorized", "send an API key (X-Api-Key or Authorization: Bearer)")
+    return principal
 
 
 async def read_upload(request: Request, upload: UploadFile, field: str) -> ImageSource:
@@ -89,6 +106,8 @@ TenantServiceDep = Annotated[TenantService, Depends(_service("tenant_service"))]
 VerificationServiceDep = Annotated[VerificationService, Depends(_service("verification_service"))]
 ClusterServiceDep = Annotated[ClusterService, Depends(_service("cluster_service"))]
 RequestIdDep = Annotated[str, Depends(_request_id)]
+# The caller (its API key's tenant); routes pass every tenant they act on through `principal.scope(tenant)`.
+PrincipalDep = Annotated[Principal, Depends(_principal)]
 # The photo of a request: multipart `file`, or form field `image_b64` or `image_url`. Not loaded yet (URLs are
 # fetched by the service, which knows the tenant).
 ImageDep = Annotated[ImageSource, Depends(_image)]

@@ -35,3 +35,9 @@ URL_ERRORS = (
     "the allowed prefixes), image_url_unreachable (422), image_url_too_large (413), image_url_not_image (415), "
     "image_url_too_many_redirects (422)"
 )
+# Routes that take photos (uploads, base64 or URLs).
+PHOTO_ERRORS = {
+    **COMMON_ERRORS,
+    400: error(f"empty_image, invalid_base64, a body that cannot be parsed; {URL_ERRORS}"),
+    415: error("image_url_not_image: what the image URL answered is not an image"),
+}

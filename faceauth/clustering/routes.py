@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from faceauth.api.deps import ClusterServiceDep, RequestIdDep
+from faceauth.api.deps import ClusterServiceDep, PrincipalDep, RequestIdDep
 from faceauth.api.params import error
 from faceauth.clustering import schemas
 from faceauth.kit.errors import AppError
@@ -17,15 +17,19 @@ router = APIRouter(prefix="/v1/faces", tags=["faces"])
     response_model=schemas.ClusterResponse,
     summary="Group faces by person: DBSCAN with the cosine metric over a tenant's faces or given embeddings",
     responses={
+        400: error("bad_request: the body cannot be parsed (not UTF-8 JSON)"),
         413: error("too_many_faces: more than FACEAUTH_CLUSTER_MAX_FACES"),
         422: error("bad field: give exactly one of tenant / embeddings"),
         503: error("Milvus or the ML service is unavailable"),
     },
 )
-async def cluster(body: schemas.ClusterRequest, service: ClusterServiceDep, request_id: RequestIdDep):
+async def cluster(
+    body: schemas.ClusterRequest, service: ClusterServiceDep, request_id: RequestIdDep, principal: PrincipalDep
+):
     if (body.tenant is None) == (body.embeddings is None):
         raise AppError(422, "validation_error", "give exactly one of tenant (its faces) or embeddings")
     if body.tenant is not None:
+        principal.scope(body.tenant)
         result = await service.cluster_tenant(body.tenant, eps=body.eps, min_samples=body.min_samples)
     else:
         result = await service.cluster_embeddings(

@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 
-from faceauth.api.deps import FaceServiceDep, ImageDep, RequestIdDep, SettingsDep, read_upload
+from faceauth.api.deps import FaceServiceDep, ImageDep, PrincipalDep, RequestIdDep, SettingsDep, read_upload
 from faceauth.api.params import (
     COMMON_ERRORS,
     ID_DOC,
-    URL_ERRORS,
+    PHOTO_ERRORS,
     AlignedForm,
     FaceIdForm,
     TenantForm,
@@ -42,8 +42,7 @@ DedupForm = Annotated[
     ),
 ]
 _ENROL = {
-    **COMMON_ERRORS,
-    400: error(f"empty_image, invalid_base64, {URL_ERRORS}"),
+    **PHOTO_ERRORS,
     422: error(
         "bad field, unreadable image, or the photo failed the quality check "
         "(quality_check_failed / no_face_detected / face_too_small / multiple_faces; details.failed_checks)"
@@ -89,10 +88,12 @@ async def insert(
     image: ImageDep,
     service: FaceServiceDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
     subject_id: SubjectForm = None,
     dedup: DedupForm = False,
     aligned: AlignedForm = False,
 ):
+    principal.scope(tenant)
     result = await service.enroll(
         tenant, id, image, subject_id=subject_id, replace=False, dedup=dedup, aligned=aligned, request_id=request_id
     )
@@ -111,10 +112,12 @@ async def upsert(
     image: ImageDep,
     service: FaceServiceDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
     subject_id: SubjectForm = None,
     dedup: DedupForm = False,
     aligned: AlignedForm = False,
 ):
+    principal.scope(tenant)
     result = await service.enroll(
         tenant, id, image, subject_id=subject_id, replace=True, dedup=dedup, aligned=aligned, request_id=request_id
     )
@@ -125,7 +128,7 @@ async def upsert(
     "/search",
     response_model=schemas.SearchResponse,
     summary="1:N search in one tenant; a photo that fails the quality check gets no matches (and says why)",
-    responses={**COMMON_ERRORS, 422: error("bad field or unreadable image")},
+    responses={**PHOTO_ERRORS, 422: error("bad field or unreadable image")},
 )
 async def search(
     tenant: TenantForm,
@@ -133,6 +136,7 @@ async def search(
     service: FaceServiceDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
     id: Annotated[str | None, Form(description="an identifier for this query, echoed", max_length=256)] = None,
     top_k: Annotated[int | None, Query(ge=1, le=schemas.TOP_K_MAX, description="1..100, default 5")] = None,
     threshold: Annotated[
@@ -143,6 +147,7 @@ async def search(
     ] = "face",
     aligned: AlignedForm = False,
 ):
+    principal.scope(tenant)
     top_k = top_k or settings.search_default_top_k
     threshold = settings.milvus_search_threshold if threshold is None else threshold
     outcome = await service.search(
@@ -176,7 +181,9 @@ async def delete(
     tenant: TenantQuery,
     service: FaceServiceDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
 ):
+    principal.scope(tenant)
     await service.delete(tenant, id)
     return {"requestId": request_id, "userOperationResult": {"operation": "DELETE", "status": "success"}}
 
@@ -192,7 +199,9 @@ async def get(
     tenant: TenantQuery,
     service: FaceServiceDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
 ):
+    principal.scope(tenant)
     record = await service.get(tenant, face_id)
     return {"requestId": request_id, **face_out(record)}
 
@@ -201,12 +210,13 @@ async def get(
     "/detect",
     response_model=schemas.DetectResponse,
     summary="Every face in the photo: box, landmarks, pose, quality (nothing is stored)",
-    responses={**COMMON_ERRORS, 422: error("bad field or unreadable image")},
+    responses={**PHOTO_ERRORS, 422: error("bad field or unreadable image")},
 )
 async def detect(
     image: ImageDep,
     service: FaceServiceDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
     tenant: Annotated[
         str | None,
         Form(
@@ -216,7 +226,7 @@ async def detect(
         ),
     ] = None,
 ):
-    body = await service.detect(image, tenant=tenant, request_id=request_id)
+    body = await service.detect(image, tenant=principal.scope(tenant), request_id=request_id)
     return {"requestId": request_id, **body}
 
 
@@ -245,6 +255,7 @@ async def _batch_sources(
     response_model=schemas.BatchInsertResponse,
     summary="Enrol up to FACEAUTH_MAX_BATCH faces; each item succeeds or fails on its own",
     responses={
+        400: error("empty_image (an empty file), or a body that cannot be parsed"),
         413: error("more items than FACEAUTH_MAX_BATCH (batch_too_large) or a request body that is too large"),
         422: error("ids and photos do not pair up, or a bad field"),
         503: error("the ML service is unavailable: nothing was written"),
@@ -257,6 +268,7 @@ async def batch_insert(
     service: FaceServiceDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
     files: Annotated[list[UploadFile], File(description="the photos, in the order of ids")] = [],  # noqa: B006
     images_b64: Annotated[list[str], Form(description="or: the photos as base64")] = [],  # noqa: B006
     image_urls: Annotated[list[str], Form(description="or: the photos' URLs")] = [],  # noqa: B006
@@ -267,6 +279,7 @@ async def batch_insert(
     dedup: DedupForm = False,
     aligned: AlignedForm = False,
 ):
+    principal.scope(tenant)
     if len(ids) > settings.max_batch:
         raise AppError(413, "batch_too_large", f"at most {settings.max_batch} photos per batch (FACEAUTH_MAX_BATCH)")
     if subject_ids and len(subject_ids) != len(ids):
@@ -313,3 +326,22 @@ def _check_batch_ids(ids: list[str], subject_ids: list[str]) -> None:
                     f"{name}[{i}] is not a valid id ({ID_DOC})",
                     details={"field": f"{name}[{i}]"},
                 )
+
+
+@router.get(
+    "/image-url/{face_id}",
+    response_model=schemas.ImageLinkResponse,
+    summary="A short-lived link to the face's stored image (expires after FACEAUTH_IMAGE_LINK_SECONDS)",
+    responses={**COMMON_ERRORS, 404: error("face_not_found, or image_not_stored (FACEAUTH_STORE_IMAGES=false)")},
+)
+async def image_url(
+    request: Request,
+    face_id: Annotated[str, Path(pattern=schemas.ID_PATTERN, max_length=schemas.FACE_ID_MAX, description=ID_DOC)],
+    tenant: TenantQuery,
+    service: FaceServiceDep,
+    request_id: RequestIdDep,
+    principal: PrincipalDep,
+):
+    principal.scope(tenant)
+    url, expires_at = await service.image_link(tenant, face_id, str(request.base_url))
+    return {"requestId": request_id, "face_id": face_id, "url": url, "expires_at": iso_utc(expires_at * 1000)}

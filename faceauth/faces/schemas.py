@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 # The ML service's verdict (`imageQualityAssessment`) and its detected faces, passed through unchanged.
 from faceauth.inference.schemas import Assessment as ImageQualityAssessment
 from faceauth.inference.schemas import Face as DetectedFace
+from faceauth.kit.errors import ErrorDetail, ErrorResponse  # noqa: F401  (re-exported)
 
 # Ids are path segments of object keys ("tenant/face_id/revision") and literals in Milvus filters, so they
 # keep to a small, documented character set: no "/", quotes, spaces or control characters.
@@ -16,17 +17,6 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 FACE_ID_MAX = 128
 TENANT_MAX = 256
 TOP_K_MAX = 100
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict | None = None
-
-
-class ErrorResponse(BaseModel):
-    requestId: str
-    error: ErrorDetail
 
 
 class UserOperationResult(BaseModel):
@@ -96,6 +86,13 @@ class BatchInsertResponse(BaseModel):
     succeeded: int
     failed: int
     results: list[BatchItemResult]
+
+
+class ImageLinkResponse(BaseModel):
+    requestId: str
+    face_id: str
+    url: str = Field(description="GET it without an API key until it expires; share it only with who may see the face.")
+    expires_at: str = Field(description="UTC, ISO 8601.")
 
 
 class DeleteResponse(BaseModel):

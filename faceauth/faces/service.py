@@ -31,6 +31,7 @@ import numpy as np
 
 from faceauth.client import Analysis, MLClient, MLImageRejected, MLServiceUnavailable
 from faceauth.config import APISettings
+from faceauth.images.links import ImageLinks
 from faceauth.images.sources import ImageLoader, ImageSource
 from faceauth.kit.errors import AppError
 from faceauth.kit.imagetypes import sniff_content_type
@@ -79,6 +80,15 @@ class ReembedReport:
 
 
 @dataclass(frozen=True)
+class RepairCounts:
+    """What `FaceService.repair_face` removed."""
+
+    rows_without_image: int = 0  # vector rows whose image was missing
+    replaced_rows: int = 0  # complete revisions older than the face's newest one
+    orphan_images: int = 0  # images no vector row pointed to (then or once the replaced rows were gone)
+
+
+@dataclass(frozen=True)
 class SearchOutcome:
     analysis: Analysis
     matches: list[Match]
@@ -94,7 +104,9 @@ def storage_error(exc: StorageUnavailable, doing: str) -> AppError:
 
 
 def ml_error(exc: MLServiceUnavailable | MLImageRejected) -> AppError:
-    headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
+    # Every 503 says when to retry, also when the ML service could not be reached at all (it gave no header).
+    retry_after = exc.retry_after or ("1" if exc.status == 503 else None)
+    headers = {"Retry-After": retry_after} if retry_after else None
     return AppError(exc.status, exc.code, exc.message, headers=headers)
 
 
@@ -133,6 +145,7 @@ class FaceService:
         self.ml = ml
         self.settings = settings
         self._images = images
+        self.links = ImageLinks(objects)
         self._locks = KeyedLocks()
 
     @property
@@ -344,7 +357,7 @@ class FaceService:
             row_id=key,
             tenant=tenant,
             face_id=face_id,
-            object_key=key,
+            object_key=key if self.settings.store_images else "",
             model_id=model_id,
             created_at_ms=now_ms,
             subject_id=subject_id,
@@ -363,6 +376,8 @@ class FaceService:
             current = await self._tidy(record.tenant, record.face_id)
             if not current or current[0].row_id != record.row_id:
                 return None  # deleted or replaced since it was listed
+            if not record.object_key:
+                raise AppError(409, "image_not_stored", "this face was stored without its image: enrol it again")
             try:
                 image = (await self.objects.get(record.object_key)).data
             except StorageUnavailable as exc:
@@ -415,12 +430,14 @@ class FaceService:
                 report.reembedded += 1
 
     async def _write_both(self, record: FaceRecord, image: bytes, embedding: np.ndarray) -> None:
-        try:
-            await self.objects.put(record.object_key, image, sniff_content_type(image))
-        except StorageUnavailable as exc:
-            # A put that timed out may still have landed: make sure no image stays without its vector.
-            await self._forget_image(record.object_key)
-            raise storage_error(exc, "storing the image") from None
+        """The image, then the vector. A record without object key keeps no image (FACEAUTH_STORE_IMAGES=false)."""
+        if record.object_key:
+            try:
+                await self.objects.put(record.object_key, image, sniff_content_type(image))
+            except StorageUnavailable as exc:
+                # A put that timed out may still have landed: make sure no image stays without its vector.
+                await self._forget_image(record.object_key)
+                raise storage_error(exc, "storing the image") from None
         try:
             await self.index.add(record, embedding)
         except BaseException as exc:
@@ -447,7 +464,8 @@ class FaceService:
             raise storage_error(exc, "replacing the vector") from None
         try:
             for record in old:
-                await self.objects.delete(record.object_key)
+                if record.object_key:
+                    await self.objects.delete(record.object_key)
         except StorageUnavailable:
             # The face is consistent (new vector, new image); the old image is a leftover no vector points to.
             raise AppError(
@@ -464,6 +482,8 @@ class FaceService:
             log.error("could not remove row %s after a failed write: %s", record.row_id, exc.detail)
 
     async def _forget_image(self, key: str) -> None:
+        if not key:  # a face stored without its image
+            return
         try:
             await self.objects.delete(key)
         except StorageUnavailable as exc:
@@ -478,8 +498,9 @@ class FaceService:
             keys = set(await self.objects.list(face_prefix(tenant, face_id)))
         except StorageUnavailable as exc:
             raise storage_error(exc, "reading the face") from None
-        complete = [r for r in rows if r.object_key in keys]  # newest first
-        doomed = [r for r in rows if r.object_key not in keys] + complete[1:]
+        # A row without object key was stored without its image on purpose (FACEAUTH_STORE_IMAGES=false).
+        complete = [r for r in rows if not r.object_key or r.object_key in keys]  # newest first
+        doomed = [r for r in rows if r.object_key and r.object_key not in keys] + complete[1:]
         if doomed:
             log.warning("%s/%s: removing %d incomplete or replaced revision(s)", tenant, face_id, len(doomed))
             try:
@@ -497,6 +518,25 @@ class FaceService:
             if born is None or (newest_ms is not None and born < newest_ms) or now_ms - born > ORPHAN_GRACE_MS:
                 await self._forget_image(key)
         return current
+
+    async def repair_face(self, tenant: str, face_id: str) -> RepairCounts:
+        """Remove what interrupted writes left of one face, as every write of it does first (`_tidy`), under the
+        face's lock so no write of this process is half-way meanwhile; for the orphan sweep."""
+        prefix = face_prefix(tenant, face_id)
+        async with self._locks.hold((tenant, face_id)):
+            try:
+                rows = await self.index.find(tenant, face_id)
+                keys = set(await self.objects.list(prefix))
+                current = await self._tidy(tenant, face_id)
+                # _tidy only logs an image it could not delete: count what is really gone.
+                left = set(await self.objects.list(prefix))
+            except StorageUnavailable as exc:
+                raise storage_error(exc, "repairing the face") from None
+        gone = [r for r in rows if r not in current]
+        missing = sum(bool(r.object_key) and r.object_key not in keys for r in gone)  # "": stored without image
+        return RepairCounts(
+            rows_without_image=missing, replaced_rows=len(gone) - missing, orphan_images=len(keys - left)
+        )
 
     async def delete(self, tenant: str, face_id: str) -> None:
         async with self._locks.hold((tenant, face_id)):
@@ -524,6 +564,27 @@ class FaceService:
                 ) from None
 
     # -- reads ----------------------------------------------------------------------------------------------
+
+    async def image_link(self, tenant: str, face_id: str, base_url: str) -> tuple[str, int]:
+        """A link to the face's stored image that expires after FACEAUTH_IMAGE_LINK_SECONDS, and its expiry."""
+        record = await self.get(tenant, face_id)
+        if not record.object_key:
+            raise AppError(404, "image_not_stored", f"face {face_id!r} was stored without its image")
+        try:
+            return await self.links.link(record.object_key, self.settings.image_link_seconds, base_url)
+        except StorageUnavailable as exc:
+            raise storage_error(exc, "signing the link") from None
+
+    async def linked_image(self, token: str) -> tuple[bytes, str]:
+        """The image a link grants (bytes, content type); 404 for an invalid or expired link or a gone image."""
+        try:
+            key = await self.links.open(token)
+            stored = await self.objects.get(key)
+        except ObjectNotFound:
+            raise AppError(404, "link_invalid", "the image link is invalid or has expired") from None
+        except StorageUnavailable as exc:
+            raise storage_error(exc, "reading the image") from None
+        return stored.data, stored.content_type
 
     async def get(self, tenant: str, face_id: str) -> FaceRecord:
         try:

@@ -116,14 +116,16 @@ class ImageLoader:
             raise _error(
                 400, "image_url_forbidden", "s3:// URLs may only name the configured bucket", field, reason="bucket"
             )
-        # Other tenants' face images live in the same bucket: only the shared drop prefix and the request's own
-        # tenant are readable. "." / ".." segments could step out of either.
-        allowed = [self.settings.image_url_s3_prefix] + ([tenant_prefix(tenant)] if tenant else [])
+        # Other tenants' images live in the same bucket: a request for a tenant reads only that tenant's images and
+        # its part of the drop area (`_uploads/<tenant>/`); only a request for no tenant (an admin key) reads the
+        # whole drop area. "." / ".." segments could step out of either.
+        drop = self.settings.image_url_s3_prefix
+        allowed = [f"{drop}{tenant_prefix(tenant)}", tenant_prefix(tenant)] if tenant else [drop]
         if any(seg in ("", ".", "..") for seg in key.split("/")) or not any(key.startswith(p) for p in allowed):
             raise _error(
                 400,
                 "image_url_forbidden",
-                f"s3:// keys must be under {self.settings.image_url_s3_prefix} or the request's tenant",
+                f"s3:// keys must be under {' or '.join(allowed)}",
                 field,
                 reason="key",
             )

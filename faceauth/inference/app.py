@@ -19,6 +19,7 @@ from faceauth.inference.schemas import ImageB64Request
 from faceauth.inference.service import InferenceService
 from faceauth.kit.bodies import BodyLimitMiddleware
 from faceauth.kit.errors import install_error_handlers
+from faceauth.kit.metrics import ML_SERVICE, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def create_app(settings: MLSettings | None = None, service: InferenceService | N
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = service or load_service(settings)
+        app.state.metrics.attach(app.state.service)
         owned = service is None
         for name, slot in app.state.service.pipeline.models.slots.items():
             log.info("model %-8s %-7s %s", name, slot.state, slot.model_id or slot.error)
@@ -109,6 +111,7 @@ def create_app(settings: MLSettings | None = None, service: InferenceService | N
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(router)
+    install_metrics(app, ML_SERVICE)  # last: its middleware is the outermost, timing everything
 
     def openapi() -> dict:
         if app.openapi_schema is None:

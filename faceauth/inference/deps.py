@@ -66,12 +66,13 @@ async def _batch_files(request: Request) -> list[bytes | AppError]:
             raise AppError(422, "validation_error", f"the multipart body needs one or more '{BATCH_FIELD}' parts")
         if len(parts) > settings.max_batch:
             raise too_many
+        if not all(isinstance(part, UploadFile) for part in parts):
+            # A malformed request, not a bad image: refused whole, like a missing part.
+            raise AppError(422, "validation_error", f"every '{BATCH_FIELD}' part must be a file (with a filename)")
         limit = settings.max_image_bytes
         files: list[bytes | AppError] = []
         for part in parts:
-            if not isinstance(part, UploadFile):
-                files.append(AppError(422, "validation_error", f"'{BATCH_FIELD}' part is not a file"))
-                continue
+            assert isinstance(part, UploadFile)
             data = await part.read(limit + 1)
             if len(data) > limit:
                 files.append(AppError(413, "payload_too_large", f"the image is larger than {limit} bytes"))

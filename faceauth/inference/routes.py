@@ -8,18 +8,26 @@ from fastapi.responses import JSONResponse
 from faceauth.inference import schemas
 from faceauth.inference.deps import BATCH_FIELD, Aligned, BatchFiles, ImagePayload, InternalAuth, ServiceDep
 from faceauth.kit.bodies import image_request_body_openapi
+from faceauth.kit.errors import ErrorResponse
 from faceauth.kit.requests import get_request_id
 
 router = APIRouter(prefix="/v1", dependencies=[InternalAuth])
 health_router = APIRouter()
 
 _IMAGE_BODY = image_request_body_openapi("#/components/schemas/ImageB64Request")
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorResponse, "description": description}
+
+
 _ERRORS = {
-    400: {"description": "Bad input: invalid_base64, empty_image, invalid_json, invalid_multipart"},
-    413: {"description": "payload_too_large"},
-    415: {"description": "unsupported_media_type"},
-    422: {"description": "invalid_image, image_truncated, image_too_many_pixels, no_face, validation_error, ..."},
-    503: {"description": "overloaded (with Retry-After) or <model>_model_unavailable"},
+    400: _error("Bad input: invalid_base64, empty_image, invalid_json, invalid_multipart"),
+    401: _error("unauthorized: ML_SERVICE_AUTH_TOKEN is set and the request does not carry it"),
+    413: _error("payload_too_large"),
+    415: _error("unsupported_media_type"),
+    422: _error("invalid_image, image_truncated, image_too_many_pixels, no_face, validation_error, ..."),
+    503: _error("overloaded (with Retry-After) or <model>_model_unavailable"),
 }
 
 
@@ -108,7 +116,7 @@ _BATCH_BODY = {
     "More files than ML_SERVICE_MAX_BATCH: 413 `batch_too_large`. The batch takes one unit of the service's "
     "capacity per image (503 `overloaded` when they are not free).\n\n" + _ALIGNED_DOC,
     openapi_extra=_BATCH_BODY,
-    responses={**_ERRORS, 413: {"description": "batch_too_large, payload_too_large (the whole body)"}},
+    responses={**_ERRORS, 413: _error("batch_too_large, payload_too_large (the whole body)")},
 )
 async def analyze_batch(request: Request, files: BatchFiles, service: ServiceDep, aligned: Aligned = False):
     return _with_id(request, {"results": await service.analyze_batch(files, aligned=aligned)})

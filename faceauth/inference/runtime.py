@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -115,7 +116,9 @@ class ComputePool:
 
     async def submit(self, fn: Callable[..., T], *args: Any) -> T:
         """Run on a worker without admission: only for work already covered by a `reserve`."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        # In the caller's context, so what the worker logs carries the request id.
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         with self.reserve(1):

@@ -11,6 +11,7 @@ from faceauth.inference.imaging import b64decode_image
 from faceauth.inference.pipeline import BATCHED_STEPS, Analysis, Check, Models, Pipeline, Prepared
 from faceauth.inference.runtime import ComputePool
 from faceauth.kit.errors import AppError
+from faceauth.kit.metrics import NULL_OBSERVER, InferenceObserver
 
 _ASSESS: frozenset[Check] = frozenset({"nsfw", "spoof", "blur"})
 
@@ -23,6 +24,9 @@ class _Refused:
 
 
 class InferenceService:
+    # The app points this at its metrics (time per pipeline step, batch sizes); a no-op otherwise.
+    observer: InferenceObserver = NULL_OBSERVER
+
     def __init__(self, pipeline: Pipeline, pool: ComputePool, settings: MLSettings) -> None:
         self.pipeline = pipeline
         self.pool = pool
@@ -37,7 +41,14 @@ class InferenceService:
             data = b64decode_image(payload, max_bytes) if isinstance(payload, str) else payload
             return self.pipeline.analyze(data, checks, all_faces=all_faces, aligned=aligned)
 
-        return await self.pool.run(work)
+        analysis = await self.pool.run(work)
+        self._observe(analysis)
+        return analysis
+
+    def _observe(self, a: Analysis) -> None:
+        # The pipeline already times each step (decode, detect, nsfw, spoof, blur, embed) for `timings_ms`.
+        for step, ms in a.timings_ms.items():
+            self.observer.model_step(step, ms / 1000)
 
     def _model_id(self, slot: str) -> str:
         return self.pipeline.models.slots[slot].model_id or slot  # type: ignore[index]
@@ -142,6 +153,7 @@ class InferenceService:
         `files` holds each upload's bytes, or the error already found reading it (e.g. too large).
         """
         models = self.pipeline.resolve(_ASSESS | {"embed"}, aligned=aligned)  # a missing model: 503 up front
+        self.observer.batch(len(files))
         # A batch holds one unit of pool capacity per image, all at once and until its last model run ends:
         # it is N images of work, so it must be refused at the same load as N separate requests would be, and
         # no single request may be admitted in its stead while its images wait for a worker. Its jobs then go
@@ -152,6 +164,8 @@ class InferenceService:
             # The three models are independent: on several workers they run side by side.
             steps = [self.pool.submit(self.pipeline.run_step, step, models, prepared) for step in BATCHED_STEPS]
             await _all(steps)
+        for item in prepared:
+            self._observe(item.analysis)
         results = []
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Prepared):

@@ -10,9 +10,10 @@ import json
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceauth.kit.errors import AppError
+from faceauth.kit.errors import AppError, error_body
 
 
 class BodyTooLarge(AppError):
@@ -34,23 +35,46 @@ class BodyLimitMiddleware:
         limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                # Refuse before reading anything; the handler renders the JSON error.
-                scope.setdefault("state", {})["body_too_large"] = True
-                break
+                await self._refuse(scope, receive, send, limit)  # before reading anything
+                return
         received = 0
+        exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            if scope.get("state", {}).get("body_too_large"):
+            nonlocal received, exceeded
+            if exceeded:
                 raise BodyTooLarge(limit)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise BodyTooLarge(limit)
             return message
 
-        await self.app(scope, limited_receive, send)
+        # A body parser may catch the error and answer something else (a form parser answers 400): once the limit
+        # was crossed, the answer is the 413, whatever the app makes of it.
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if not exceeded:
+                await send(message)
+            elif message["type"] == "http.response.start" and not started:
+                started = True
+                await self._refuse(scope, receive, send, limit)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        error = BodyTooLarge(limit)
+        request_id = scope.get("state", {}).get("request_id", "-")
+        # The client may still be sending: close the connection rather than read the rest.
+        headers = {"Connection": "close"}
+        await JSONResponse(error_body(request_id, error.code, error.message), 413, headers=headers)(
+            scope, receive, send
+        )
 
 
 IMAGE_FIELDS = ("file", "image")
@@ -113,6 +137,7 @@ def image_request_body_openapi(json_schema_ref: str) -> dict:
                     }
                 },
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
             },
         }
     }

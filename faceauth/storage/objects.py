@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import os
 import re
@@ -17,9 +18,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import certifi
 import urllib3
@@ -35,6 +38,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from faceauth.kit.metrics import NULL_OBSERVER, StoreObserver, timed_store_call
 from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
 
 if TYPE_CHECKING:
@@ -66,6 +70,10 @@ class ObjectStore(Protocol):
     async def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key is not an error."""
 
+    async def presign(self, key: str, expires_s: int) -> str | None:
+        """A URL anyone can GET the object from until it expires, or None when the store cannot make one (the
+        Face API then serves a signed link itself)."""
+
     async def list(self, prefix: str) -> list[str]:
         """Every key that starts with `prefix`, sorted."""
 
@@ -84,6 +92,7 @@ def open_object_store(settings: APISettings) -> ObjectStore:
             timeout=settings.minio_timeout_seconds,
             retries=settings.minio_retries,
             max_connections=settings.minio_max_connections,
+            public_url=settings.minio_public_url,
         )
     return LocalObjectStore(settings.resolved_local_store_dir)
 
@@ -143,6 +152,9 @@ class S3ObjectStore:
     next use, so the same instance works again once a restarted server is back.
     """
 
+    # The Face API points this at its metrics (call latency and errors); a no-op otherwise.
+    observer: StoreObserver = NULL_OBSERVER
+
     def __init__(
         self,
         endpoint: str,
@@ -156,6 +168,7 @@ class S3ObjectStore:
         timeout: float = 20.0,
         retries: int = 2,
         max_connections: int = 16,
+        public_url: str | None = None,
     ) -> None:
         check_bucket_name(bucket, strict=True)  # a bad name is a configuration error: fail at start-up
         self.endpoint = endpoint
@@ -188,6 +201,13 @@ class S3ObjectStore:
         credentials = {"access_key": access_key, "secret_key": secret_key, "secure": secure, "region": region}
         self._client = Minio(endpoint, **credentials, http_client=self._http)
         self._ping_client = Minio(endpoint, **credentials, http_client=self._ping_http)
+        # Presigned links name the host clients reach (a signature covers the host), when that differs from ours.
+        self._link_client = self._client
+        if public_url:
+            public = urlsplit(public_url)
+            # A region is required to sign without asking the server (MinIO's default region unless configured).
+            link_credentials = {**credentials, "secure": public.scheme == "https", "region": region or "us-east-1"}
+            self._link_client = Minio(public.netloc, **link_credentials)
 
     async def open(self) -> None:
         await self._run(self._open_sync)
@@ -247,6 +267,13 @@ class S3ObjectStore:
     async def delete(self, key: str) -> None:
         await self._run(self._delete_sync, _object_name(key))
 
+    async def presign(self, key: str, expires_s: int) -> str | None:
+        return await self._run(self._presign_sync, _object_name(key), expires_s)
+
+    def _presign_sync(self, name: str, expires_s: int) -> str:
+        # Signed locally (no request), for the public address when one is configured.
+        return self._link_client.presigned_get_object(self.bucket, name, expires=timedelta(seconds=expires_s))
+
     def _delete_sync(self, name: str) -> None:
         try:
             self._client.remove_object(self.bucket, name)
@@ -266,11 +293,14 @@ class S3ObjectStore:
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="s3-objects")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
-        # ParseError: a server that is not S3 answered 200 with something other than XML.
-        except (MinioException, HTTPError, OSError, ET.ParseError) as exc:
-            raise StorageUnavailable("objects", self._describe(exc)) from exc
+        with timed_store_call(self.observer, "objects", _op_name(fn), (StorageUnavailable,)):
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor, contextvars.copy_context().run, partial(fn, *args)
+                )
+            # ParseError: a server that is not S3 answered 200 with something other than XML.
+            except (MinioException, HTTPError, OSError, ET.ParseError) as exc:
+                raise StorageUnavailable("objects", self._describe(exc)) from exc
 
     def _describe(self, exc: Exception) -> str:
         where = f"S3 at {self.endpoint}"
@@ -333,6 +363,9 @@ class LocalObjectStore:
     leaves either the old object or the new one, never part of one. Temporary files start with a dot, which
     no key segment may, so get() and list() never see them.
     """
+
+    # The Face API points this at its metrics (call latency and errors); a no-op otherwise.
+    observer: StoreObserver = NULL_OBSERVER
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
@@ -435,6 +468,9 @@ class LocalObjectStore:
     async def delete(self, key: str) -> None:
         await self._run(self._delete_sync, self._path(key))
 
+    async def presign(self, key: str, expires_s: int) -> str | None:
+        return None  # files have no URL of their own: the Face API serves a signed link
+
     def _delete_sync(self, path: Path) -> None:
         try:
             path.unlink()
@@ -474,10 +510,16 @@ class LocalObjectStore:
         return sorted(keys)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        try:
-            return await asyncio.to_thread(fn, *args)
-        except OSError as exc:
-            raise StorageUnavailable("objects", f"{self.root}: {exc.strerror or exc}") from exc
+        with timed_store_call(self.observer, "objects", _op_name(fn), (StorageUnavailable,)):
+            try:
+                return await asyncio.to_thread(fn, *args)
+            except OSError as exc:
+                raise StorageUnavailable("objects", f"{self.root}: {exc.strerror or exc}") from exc
+
+
+def _op_name(fn: Callable[..., object]) -> str:
+    """The metrics label of a store call: `_put_sync` -> "put" (a fixed, small set of names)."""
+    return getattr(fn, "__name__", "call").removeprefix("_").removesuffix("_sync")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -23,16 +23,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
 from faceauth.config import APISettings
+from faceauth.kit.metrics import NULL_OBSERVER, StoreObserver, timed_store_call
 from faceauth.storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,11 @@ class FaceIndex(Protocol):
 
     async def rows_of_other_models(self, model_id: str, limit: int) -> list[FaceRecord]:
         """Up to `limit` rows embedded by another model than `model_id`, any tenant (to re-embed them)."""
+
+    async def scan_rows(self, *, after: str | None = None, limit: int = 1000) -> list[FaceRecord]:
+        """Rows of every tenant in row_id order: up to `limit` whose row_id sorts after `after` (None: from the
+        first); [] when there are no more. Pass the last row_id of a page to get the next one. For maintenance
+        passes over the whole collection (the orphan sweep), not requests; rows written meanwhile may be missed."""
 
 
 GroupBy = Literal["face", "subject"]
@@ -290,6 +298,9 @@ class MilvusFaceIndex:
     Never calls Milvus `upsert` (see the module docstring).
     """
 
+    # The Face API points this at its metrics (call latency and errors); a no-op otherwise.
+    observer: StoreObserver = NULL_OBSERVER
+
     def __init__(
         self,
         uri: str,
@@ -338,6 +349,7 @@ class MilvusFaceIndex:
         self._session_key = (uri, db_name, collection)
         # milvus-lite ignores consistency (its reads always see every write) and lacks AllocTimestamp.
         self._alloc_supported = True
+        self._row_scans = _RowScans()  # scan_rows: iterators kept between the pages of a pass
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -348,6 +360,7 @@ class MilvusFaceIndex:
 
     async def close(self) -> None:
         self._opened = False
+        self._row_scans.close_all()
         pool, self._pool = self._pool, None
         with self._client_lock:
             client, self._client = self._client, None
@@ -566,6 +579,41 @@ class MilvusFaceIndex:
         )
         return int(rows[0]["count(*)"])
 
+    # -- full passes (maintenance) --------------------------------------------------------------------------
+
+    async def scan_rows(self, *, after: str | None = None, limit: int = _SCAN_BATCH) -> list[FaceRecord]:
+        # Milvus orders rows by primary key only for query iterators (which pymilvus pages by "row_id > last"),
+        # and a new iterator costs over a second on Milvus 2.3: the iterator of a pass is kept between its pages,
+        # found again by the row_id its last page ended with.
+        if limit < 1:
+            raise ValueError("limit must be positive")
+
+        def page(client: Any) -> list[dict[str, Any]]:
+            scan = self._row_scans.resume(client, after)
+            if scan is None:
+                expr = f"row_id > {quote(after)}" if after is not None else ""
+                iterator = client.query_iterator(
+                    self.collection,
+                    batch_size=_SCAN_BATCH,
+                    filter=expr,
+                    output_fields=_OUTPUT_FIELDS,
+                    timeout=self.timeout,
+                    **self._read_consistency(client),
+                )
+                scan = _RowScan(client, iterator)
+            try:
+                rows = scan.take(limit, max_seconds=self.timeout)
+            except BaseException:
+                scan.close()
+                raise
+            if rows:
+                self._row_scans.park(str(rows[-1]["row_id"]), scan)
+            else:
+                scan.close()
+            return rows
+
+        return [_record(r) for r in await self._run("scan", page, rpcs=4)]
+
     # -- internals: rows ------------------------------------------------------------------------------------
 
     def _check_vectors(self, embeddings: np.ndarray, rows: int) -> np.ndarray:
@@ -594,7 +642,8 @@ class MilvusFaceIndex:
             if max_len is None:
                 continue
             value = row[name]
-            if not isinstance(value, str) or not value:
+            # object_key "" is a face stored without its image (FACEAUTH_STORE_IMAGES=false).
+            if not isinstance(value, str) or (not value and name != "object_key"):
                 raise ValueError(f"{name} must be a non-empty string")
             if len(value.encode()) > max_len:
                 raise ValueError(f"{name} is longer than {max_len} bytes")
@@ -717,15 +766,21 @@ class MilvusFaceIndex:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="milvus")
         per_call = timeout or self.timeout
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._call, what, fn, per_call, retry_not_loaded)
-        # pymilvus honours its timeouts, but a retry may start just before one expires: this is the backstop.
-        try:
-            return await asyncio.wait_for(future, timeout=2 * per_call * rpcs + 2.0)
-        except TimeoutError:
-            self._drop_client(None)
-            raise StorageUnavailable("vectors", f"{what}: no answer within {2 * per_call * rpcs + 2.0:.0f} s") from None
-        except _Unavailable as exc:
-            raise StorageUnavailable("vectors", f"{what}: {exc.detail}") from None
+        # `what` is always a literal operation name (open, insert, search, ...): a bounded metrics label.
+        with timed_store_call(self.observer, "milvus", what, (StorageUnavailable,)):
+            # In the caller's context: what the call logs carries the request id.
+            context = contextvars.copy_context()
+            future = loop.run_in_executor(self._pool, context.run, self._call, what, fn, per_call, retry_not_loaded)
+            # pymilvus honours its timeouts, but a retry may start just before one expires: this is the backstop.
+            try:
+                return await asyncio.wait_for(future, timeout=2 * per_call * rpcs + 2.0)
+            except TimeoutError:
+                self._drop_client(None)
+                raise StorageUnavailable(
+                    "vectors", f"{what}: no answer within {2 * per_call * rpcs + 2.0:.0f} s"
+                ) from None
+            except _Unavailable as exc:
+                raise StorageUnavailable("vectors", f"{what}: {exc.detail}") from None
 
     def _call(self, what: str, fn: Callable[[Any], T], timeout: float, retry_not_loaded: bool) -> T:
         errors = _pymilvus_errors()
@@ -763,6 +818,8 @@ class MilvusFaceIndex:
 
             try:
                 # A dedicated channel: ours to rebuild or close without touching other clients of this process.
+                if self.uri.endswith(".db"):  # embedded: its folder may not exist yet (e.g. images on S3)
+                    Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
                 with _EMBEDDED_START if self.uri.endswith(".db") else contextlib.nullcontext():
                     self._client = MilvusClient(
                         uri=self.uri, token=self.token, db_name=self.db_name, timeout=timeout, dedicated=True
@@ -876,9 +933,13 @@ class MilvusFaceIndex:
             )
             log.info("created Milvus collection %s (dim %d)", name, self.dim)
         except MilvusException:
-            # Another process may have created it in the meantime; its schema is checked next.
-            if not client.has_collection(name, timeout=self.timeout):
-                raise
+            # Another process may be creating it at this moment (milvus-lite says "File exists" before the
+            # collection is listed): wait a little for it to appear; its schema is checked next.
+            deadline = time.monotonic() + 5.0
+            while not client.has_collection(name, timeout=self.timeout):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def _check_schema(self, described: dict[str, Any]) -> None:
         from pymilvus import DataType
@@ -991,6 +1052,69 @@ class MilvusFaceIndex:
             client.drop_index(self.collection, VECTOR_FIELD, timeout=self.timeout)
             self._fall_back_to_flat(client, exc)
             client.load_collection(self.collection, timeout=self.timeout)
+
+
+class _RowScan:
+    """One pass of a query iterator over the collection, and the rows it fetched beyond the page last taken."""
+
+    def __init__(self, client: Any, iterator: Any) -> None:
+        self.client = client
+        self.iterator = iterator
+        self.pending: list[dict[str, Any]] = []
+        self.exhausted = False
+
+    def take(self, limit: int, *, max_seconds: float) -> list[dict[str, Any]]:
+        """The next `limit` rows ([] only at the end). Milvus 2.3 answers an iterator a few rows at a time, so a
+        page gathers several batches, within `max_seconds` (then it is shorter, never empty)."""
+        started = time.monotonic()
+        while len(self.pending) < limit and not self.exhausted and time.monotonic() - started < max_seconds:
+            batch = self.iterator.next()
+            if batch:
+                self.pending.extend(batch)
+            else:
+                self.exhausted = True
+        rows, self.pending = self.pending[:limit], self.pending[limit:]
+        return rows
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # releases a client-side cache; nothing worth failing a page for
+            self.iterator.close()
+
+
+class _RowScans:
+    """Passes of scan_rows between two pages, by the row_id their last page ended with. A pass that is never
+    continued is closed once newer ones push it out."""
+
+    _KEEP = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parked: dict[str, _RowScan] = {}
+
+    def resume(self, client: Any, after: str | None) -> _RowScan | None:
+        if after is None:
+            return None
+        with self._lock:
+            scan = self._parked.pop(after, None)
+        if scan is not None and scan.client is not client:
+            scan.close()  # made on a connection that has been replaced since: start again from `after`
+            return None
+        return scan
+
+    def park(self, after: str, scan: _RowScan) -> None:
+        with self._lock:
+            old = self._parked.pop(after, None)
+            self._parked[after] = scan
+            evicted = [self._parked.pop(k) for k in list(self._parked)[: -self._KEEP]]
+        for stale in [old, *evicted]:
+            if stale is not None and stale is not scan:
+                stale.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            scans, self._parked = list(self._parked.values()), {}
+        for scan in scans:
+            scan.close()
 
 
 def _record(row: dict[str, Any]) -> FaceRecord:

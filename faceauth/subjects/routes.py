@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from faceauth.api.deps import RequestIdDep, SubjectServiceDep
+from faceauth.api.deps import PrincipalDep, RequestIdDep, SubjectServiceDep
 from faceauth.api.params import COMMON_ERRORS, TenantQuery, error
 from faceauth.faces.routes import face_out
 from faceauth.faces.schemas import FACE_ID_MAX, ID_PATTERN
@@ -32,9 +32,11 @@ async def list_subjects(
     tenant: TenantQuery,
     service: SubjectServiceDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=500, description="subjects per page")] = 50,
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
 ):
+    principal.scope(tenant)
     page = await service.list(tenant, cursor=cursor, limit=limit)
     return {
         "requestId": request_id,
@@ -50,8 +52,13 @@ async def list_subjects(
     responses={**COMMON_ERRORS, 404: error("subject_not_found")},
 )
 async def get_subject(
-    subject_id: SubjectPath, tenant: TenantQuery, service: SubjectServiceDep, request_id: RequestIdDep
+    subject_id: SubjectPath,
+    tenant: TenantQuery,
+    service: SubjectServiceDep,
+    request_id: RequestIdDep,
+    principal: PrincipalDep,
 ):
+    principal.scope(tenant)
     return {"requestId": request_id, **_subject_out(await service.get(tenant, subject_id))}
 
 
@@ -62,7 +69,12 @@ async def get_subject(
     responses={**COMMON_ERRORS, 404: error("subject_not_found")},
 )
 async def delete_subject(
-    subject_id: SubjectPath, tenant: TenantQuery, service: SubjectServiceDep, request_id: RequestIdDep
+    subject_id: SubjectPath,
+    tenant: TenantQuery,
+    service: SubjectServiceDep,
+    request_id: RequestIdDep,
+    principal: PrincipalDep,
 ):
+    principal.scope(tenant)
     deleted = await service.delete(tenant, subject_id)
     return {"requestId": request_id, "subject_id": subject_id, "deleted_faces": deleted}

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from faceauth.api.deps import RequestIdDep, VerificationServiceDep, one_image, read_upload
-from faceauth.api.params import COMMON_ERRORS, ID_DOC, TENANT_DOC, URL_ERRORS, AlignedForm, error
+from faceauth.api.deps import PrincipalDep, RequestIdDep, VerificationServiceDep, one_image, read_upload
+from faceauth.api.params import ID_DOC, PHOTO_ERRORS, TENANT_DOC, AlignedForm, error
 from faceauth.faces.schemas import FACE_ID_MAX, ID_PATTERN, TENANT_MAX
 from faceauth.images.sources import ImageSource
 from faceauth.verification import schemas
@@ -16,8 +16,7 @@ from faceauth.verification.service import MAX_PROBES, Verdict
 router = APIRouter(tags=["verification"])
 
 _ERRORS = {
-    **COMMON_ERRORS,
-    400: error(f"empty_image, invalid_base64, {URL_ERRORS}"),
+    **PHOTO_ERRORS,
     404: error("face_not_found: the reference_id is not enrolled in the tenant"),
     409: error("model_mismatch: the reference face was embedded by another model (re-embed)"),
     422: error(
@@ -60,6 +59,7 @@ async def verify(
     request: Request,
     service: VerificationServiceDep,
     request_id: RequestIdDep,
+    principal: PrincipalDep,
     probes: Annotated[list[UploadFile], File(description=f"probe photos (1-{MAX_PROBES} in all)")] = [],  # noqa: B006
     probes_b64: Annotated[list[str], Form(description="probe photos as base64")] = [],  # noqa: B006
     probes_url: Annotated[list[str], Form(description="probe photos by URL (http(s):// or s3://)")] = [],  # noqa: B006
@@ -89,6 +89,7 @@ async def verify(
     ] = True,
     aligned: AlignedForm = False,
 ):
+    tenant = principal.scope(tenant)
     sources = [await read_upload(request, f, f"probes[{i}]") for i, f in enumerate(probes)]
     sources += [ImageSource(f"probes_b64[{i}]", b64=v) for i, v in enumerate(probes_b64)]
     sources += [ImageSource(f"probes_url[{i}]", url=v) for i, v in enumerate(probes_url)]
@@ -128,11 +129,16 @@ async def verify(
     summary="Compatibility: 3 front photos against 1 back photo, all by URL (face-verification service contract)",
     responses=_ERRORS,
 )
-async def compare_faces(body: schemas.CompareFacesRequest, service: VerificationServiceDep, request_id: RequestIdDep):
+async def compare_faces(
+    body: schemas.CompareFacesRequest,
+    service: VerificationServiceDep,
+    request_id: RequestIdDep,
+    principal: PrincipalDep,
+):
     fronts = [ImageSource(name, url=getattr(body, name)) for name in ("front_image1", "front_image2", "front_image3")]
     verdict = await service.verify(
         fronts,
-        tenant=None,
+        tenant=principal.tenant,  # s3:// photos: a tenant key reads its own tenant's drop area only
         reference_id=None,
         reference=ImageSource("back_image", url=body.back_image),
         threshold=body.threshold,

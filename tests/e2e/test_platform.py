@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,44 @@ def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _start_reading(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, list[str]]:
+    """Start a command; its output lines collect in the list while it runs."""
+    process = _start(args, env, cwd)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+    return process, lines
+
+
+def _printed_admin_key(lines: list[str]) -> str | None:
+    """The admin key `up` printed, once its start-up block (ending with the data line) has been read."""
+    deadline = time.monotonic() + 10
+    while not any(line.strip().startswith("data") for line in list(lines)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)  # the key line follows the data line
+    return next((line.split()[2] for line in list(lines) if line.strip().startswith("admin key")), None)
+
+
+def _interrupt(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "faceauth.cli", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def _enrol(client: httpx.Client, tenant: str, face_id: str, image: bytes) -> httpx.Response:
@@ -45,10 +85,16 @@ def test_faceauth_api_keeps_every_face_across_a_restart(ml_service, people, phot
         "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": ml_service.token,
     }
     url = f"http://127.0.0.1:{port}"
+    # A tenant key made with the CLI before the API starts; it works across the restart too.
+    token = _cli(["keys", "create", "--tenant", "acme"], env, tmp_path).strip().splitlines()[-1]
+    assert "fa_" in token and token.encode() not in b"".join(
+        p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()
+    )
+    headers = {"X-Api-Key": token}
     api = _start(["api"], env, tmp_path)
     try:
         wait_until_ready(url, api)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
             for i, person in enumerate(people[:3]):
                 assert _enrol(client, "acme", f"emp_{i}", photos(person.enrol_photo)).status_code == 200
             assert client.delete("/v1/faces/delete", params={"id": "emp_2", "tenant": "acme"}).status_code == 200
@@ -58,7 +104,8 @@ def test_faceauth_api_keeps_every_face_across_a_restart(ml_service, people, phot
     api = _start(["api"], env, tmp_path)
     try:
         wait_until_ready(url, api)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+            assert client.get("/v1/faces/get/emp_0", params={"tenant": "other"}).status_code == 403
             for i, person in enumerate(people[:2]):
                 assert client.get(f"/v1/faces/get/emp_{i}", params={"tenant": "acme"}).status_code == 200
                 assert _top_match(client, "acme", photos(person.probe_photo)) == f"emp_{i}"
@@ -82,11 +129,15 @@ def test_faceauth_up_starts_both_services_with_data_under_the_working_directory(
     for name in list(os.environ):
         if name.startswith(("FACEAUTH_", "ML_SERVICE_")) and name not in env and name != "FACEAUTH_SHARED_DIR":
             env[name] = ""  # the user's defaults, not this test run's
-    up = _start(["up"], {k: v for k, v in env.items() if v}, tmp_path)
+    env = {k: v for k, v in env.items() if v}
     url = f"http://127.0.0.1:{api_port}"
+    up, lines = _start_reading(["up"], env, tmp_path)
     try:
         wait_until_ready(url, up, timeout_s=120)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        token = _printed_admin_key(lines)
+        assert token and token.startswith("fa_"), lines
+        assert httpx.get(f"{url}/v1/subjects", params={"tenant": "acme"}).status_code == 401
+        with httpx.Client(base_url=url, timeout=60, headers={"X-Api-Key": token}) as client:
             assert _enrol(client, "acme", "emp_1", photos(people[0].enrol_photo)).status_code == 200
             assert _top_match(client, "acme", photos(people[0].probe_photo)) == "emp_1"
             assert client.get("/docs").status_code == 200
@@ -95,13 +146,20 @@ def test_faceauth_up_starts_both_services_with_data_under_the_working_directory(
         assert (tmp_path / "data" / "milvus.db").exists()
         assert any((tmp_path / "data" / "images").rglob("*"))
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            out, _ = up.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            out, _ = up.communicate()
+        _interrupt(up)
+    out = "".join(lines)
     assert f"http://127.0.0.1:{api_port}/docs" in out
+    # The admin key is printed on the first start only.
+    up, lines = _start_reading(["up"], env, tmp_path)
+    try:
+        wait_until_ready(url, up, timeout_s=120)
+        assert _printed_admin_key(lines) is None
+        assert (
+            httpx.get(f"{url}/v1/faces/get/emp_1", params={"tenant": "acme"}, headers={"X-Api-Key": token}).status_code
+            == 200
+        )
+    finally:
+        _interrupt(up)
     # both processes are gone: nothing answers on either port
     for port in (api_port, ml_port):
         try:

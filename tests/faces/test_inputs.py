@@ -63,22 +63,27 @@ def test_bad_base64_and_two_photos_at_once_are_4xx(api, photos, people):
 
 def test_s3_urls_read_the_drop_prefix_and_the_tenants_own_images_only(api, people, photos):
     objects = api.app.state.face_service.objects
-    api.portal.call(objects.put, "_uploads/selfie.jpg", photos(people[0].probe_photo), "image/jpeg")
+    api.portal.call(objects.put, "_uploads/acme/selfie.jpg", photos(people[0].probe_photo), "image/jpeg")
     assert enrol(api, "acme", "emp_1", photos(people[0].enrol_photo)).status_code == 200
     assert enrol(api, "rival", "emp_9", photos(people[1].enrol_photo)).status_code == 200
     bucket = api.app.state.settings.minio_bucket
 
-    r = api.post("/v1/faces/search", data={"tenant": "acme", "image_url": f"s3://{bucket}/_uploads/selfie.jpg"})
+    r = api.post("/v1/faces/search", data={"tenant": "acme", "image_url": f"s3://{bucket}/_uploads/acme/selfie.jpg"})
     assert match_ids(r) == ["emp_1"]
     own_key = enrol(api, "acme", "emp_2", photos(people[2].enrol_photo)).json()["face"]["object_key"]
     r = api.post("/v1/faces/search", data={"tenant": "acme", "image_url": f"s3://{bucket}/{own_key}"})
     assert "emp_2" in match_ids(r)
 
     rival_key = api.get("/v1/faces/get/emp_9", params={"tenant": "rival"}).json()["object_key"]
-    for url in (f"s3://{bucket}/{rival_key}", f"s3://{bucket}/_uploads/../{rival_key}"):
+    api.portal.call(objects.put, "_uploads/rival/theirs.jpg", photos(people[1].probe_photo), "image/jpeg")
+    for url in (
+        f"s3://{bucket}/{rival_key}",
+        f"s3://{bucket}/_uploads/acme/../../{rival_key}",
+        f"s3://{bucket}/_uploads/rival/theirs.jpg",
+    ):
         r = api.post("/v1/faces/search", data={"tenant": "acme", "image_url": url})
         assert r.status_code == 400 and r.json()["error"]["code"] == "image_url_forbidden", url
-    r = api.post("/v1/faces/search", data={"tenant": "acme", "image_url": f"s3://{bucket}/_uploads/none.jpg"})
+    r = api.post("/v1/faces/search", data={"tenant": "acme", "image_url": f"s3://{bucket}/_uploads/acme/none.jpg"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "image_url_unreachable"
 
 

@@ -1,0 +1,1 @@
+"""API keys: who may call the Face API, for which tenant, how often."""

@@ -1,0 +1,152 @@
+"""Authentication and rate limiting, before anything reads the request body.
+
+Pure ASGI: a request without a valid key is answered 401 from its headers alone, so nobody can make the API parse
+a large upload (or download a URL) without a key. The key's tenant is handed to the routes in the request state;
+each route then checks the tenant it was asked about (`Principal.scope`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from faceauth.auth.keys import ApiKey, KeyStore, parse_token
+from faceauth.auth.ratelimit import RateLimiter, retry_after
+from faceauth.images.links import LINK_PATH
+from faceauth.kit.errors import AppError, error_body
+from faceauth.storage.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+# Paths anyone may call: probes, metrics (expose only internally) and the API's own documentation.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# How long a looked-up key is trusted before it is read again: a revocation takes effect within this time.
+_CACHE_SECONDS = 10.0
+# How long an unknown key id is remembered (random key ids must not each cost an object-store read).
+_MISS_SECONDS = 2.0
+# When the object store is down, keys read before stay usable this long.
+_STALE_SECONDS = 600.0
+_MAX_CACHED = 10_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a tenant key, an admin key, or anybody when authentication is disabled."""
+
+    key_id: str | None
+    tenant: str | None  # None: all tenants (admin key, or authentication disabled)
+
+    @property
+    def admin(self) -> bool:
+        return self.tenant is None
+
+    def scope(self, tenant: str | None) -> str | None:
+        """The tenant this request may act on: the one it names, which must be the key's own, or the key's own
+        when it names none. Checked before anything is read, so a 403 says nothing about what exists."""
+        if self.tenant is None or tenant is None:
+            return tenant if self.tenant is None else self.tenant
+        if tenant != self.tenant:
+            raise AppError(403, "forbidden", "this API key is not allowed to act on that tenant")
+        return tenant
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise AppError(403, "forbidden", "this operation needs an admin API key")
+
+
+ANONYMOUS_ADMIN = Principal(None, None)
+
+
+class KeyCache:
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+        self._entries: dict[str, tuple[ApiKey | None, float]] = {}
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        now = time.monotonic()
+        cached = self._entries.get(key_id)
+        if cached is not None:
+            key, at = cached
+            if now - at < (_CACHE_SECONDS if key is not None else _MISS_SECONDS):
+                return key
+        try:
+            key = await self.keys.get(key_id)
+        except StorageUnavailable:
+            if cached is not None and cached[0] is not None and now - cached[1] < _STALE_SECONDS:
+                return cached[0]
+            raise
+        if len(self._entries) >= _MAX_CACHED:
+            self._entries.clear()
+        self._entries[key_id] = (key, now)
+        return key
+
+
+def _token(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip()
+        if name == b"authorization":
+            kind, _, credentials = value.decode("latin-1").partition(" ")
+            if kind.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    return None
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, *, disabled: bool, limiter: RateLimiter) -> None:
+        self.app = app
+        self.disabled = disabled
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(LINK_PATH):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if self.disabled:
+            state["principal"] = ANONYMOUS_ADMIN
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self._authenticate(scope)
+            wait = self.limiter.acquire(principal.key_id or "")
+            if wait > 0:
+                raise AppError(
+                    429,
+                    "rate_limited",
+                    "too many requests for this API key",
+                    headers={"Retry-After": retry_after(wait)},
+                )
+        except AppError as exc:
+            response = JSONResponse(
+                error_body(state.get("request_id", "-"), exc.code, exc.message), exc.status, headers=exc.headers
+            )
+            await response(scope, receive, send)
+            return
+        state["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> Principal:
+        token = _token(scope)
+        challenge = {"WWW-Authenticate": 'Bearer realm="faceauth"'}
+        if not token:
+            raise AppError(
+                401, "unauthorized", "send an API key (X-Api-Key or Authorization: Bearer)", headers=challenge
+            )
+        key_id = parse_token(token)
+        cache: KeyCache | None = getattr(scope["app"].state, "key_cache", None)
+        if cache is None:  # not started yet
+            raise AppError(503, "service_unavailable", "starting up", headers={"Retry-After": "1"})
+        try:
+            key = await cache.get(key_id) if key_id else None
+        except StorageUnavailable:
+            raise AppError(
+                503, "object_store_unavailable", "API keys cannot be checked now; retry", headers={"Retry-After": "1"}
+            ) from None
+        if key is None or not key.active or not key.matches(token):
+            raise AppError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
+        return Principal(key.key_id, key.tenant)

@@ -1,0 +1,26 @@
+"""GET /v1/images/{token}: a stored image through a signed, expiring link (local object store only; on S3 the
+links are the store's own presigned URLs). No API key: the link's signature is the permission."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import Response
+
+from faceauth.api.deps import FaceServiceDep
+from faceauth.api.params import error
+
+router = APIRouter(tags=["faces"])
+
+
+@router.get(
+    "/v1/images/{token}",
+    response_class=Response,
+    summary="A stored face image, through a link from /v1/faces/image-url (valid until it expires)",
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the image"}, 404: error("link_invalid")},
+)
+async def linked_image(token: Annotated[str, Path(max_length=2048)], service: FaceServiceDep):
+    data, content_type = await service.linked_image(token)
+    # Private: a shared cache must not keep a face after the link expires.
+    return Response(data, media_type=content_type, headers={"Cache-Control": "private, no-store"})
