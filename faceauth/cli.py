@@ -270,6 +270,26 @@ def _models_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_quantize(args: argparse.Namespace) -> int:
+    from faceauth.inference.models.quantize import quantize_pack
+
+    settings = load_ml_settings()
+    calibration = Path(args.calibration_dir)
+    if not calibration.is_dir():
+        print(f"faceauth: {calibration} is not a folder of photos", file=sys.stderr)
+        return 1
+    try:
+        written = quantize_pack(settings, calibration, args.models, max_photos=args.max_photos)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"faceauth: {exc}", file=sys.stderr)
+        return 1
+    for kind, path in written.items():
+        print(f"{kind}: {path}  (use with ML_SERVICE_{kind.upper()}_PRECISION=int8)")
+    if "embedder" in written:
+        print("an int8 embedder has its own model id: run `faceauth reembed` after switching to it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceauth", description="Self-hosted face authentication.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -298,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("repair", help="remove images without vector and vectors without image (all tenants)")
     p.set_defaults(func=_repair)
 
-    models = sub.add_parser("models", help="list, fetch, verify or convert models").add_subparsers(
+    models = sub.add_parser("models", help="list, fetch, verify, convert or quantize models").add_subparsers(
         dest="models_command", required=True
     )
     models.add_parser("list", help="known models and their state").set_defaults(func=_models_list)
@@ -315,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.add_argument("--arch", choices=["mobilenet_v2", "mobilenet_v3_large", "resnet18"], default=None)
     p.set_defaults(func=_models_convert)
+    p = models.add_parser(
+        "quantize",
+        help="make int8 copies of the face pack's embedder and detector into ML_SERVICE_MODEL_DIR",
+    )
+    p.add_argument("--calibration-dir", required=True, help="a folder of face photos like the ones you will serve")
+    p.add_argument("--models", nargs="+", choices=["embedder", "detector"], default=["embedder", "detector"])
+    p.add_argument("--max-photos", type=int, default=200, help="use at most this many photos (first by name)")
+    p.set_defaults(func=_models_quantize)
     return parser
 
 

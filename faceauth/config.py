@@ -58,6 +58,10 @@ class MLSettings(BaseSettings):
     face_area_threshold: float = Field(default=0.01, ge=0.0, le=1.0)
     # "largest": judge the largest face and report the others; "reject": more than one face fails assessment.
     multiple_faces_policy: Literal["largest", "reject"] = "largest"
+    # int8 copies of the face pack's models, made once by `faceauth models quantize` into model_dir. An int8
+    # embedder has its own model_id: its vectors are not comparable with fp32 enrolments (`faceauth reembed`).
+    embedder_precision: Literal["fp32", "int8"] = "fp32"
+    detector_precision: Literal["fp32", "int8"] = "fp32"
 
     nsfw_local_model_path: Path | None = None
     nsfw_hf_repo_id: str = ""
@@ -78,22 +82,35 @@ class MLSettings(BaseSettings):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     intra_op_threads: int = Field(default=1, ge=1, le=64)
     max_queue: int = Field(default=64, ge=0, le=10_000)
+    # Micro-batching: concurrent requests share model runs (faceauth/inference/batching.py). A lone request
+    # never waits; under load a batch is held open at most batch_wait_ms for requests already in flight.
+    # "auto": on a GPU always; on a CPU only while workers are idle (a lone request then runs its models side
+    # by side, 28 % faster), since on a CPU a batch costs as much per image as its images run one by one and the
+    # staging costs ~4 % of throughput at full load (docs/PERFORMANCE.md). "on" / "off" force it.
+    batching: Literal["auto", "on", "off"] = "auto"
+    batch_max_size: int = Field(default=8, ge=1, le=256)
+    batch_wait_ms: float = Field(default=2.0, ge=0.0, le=100.0)
+    # Runs of one model at a time; 0: one per worker. On a CPU a bigger batch costs as much per image as
+    # running its images side by side (docs/PERFORMANCE.md), so the runs spread over the workers; on a GPU set
+    # 1 and a larger batch_max_size.
+    batch_concurrency: int = Field(default=0, ge=0, le=64)
 
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Images per /v1/analyze/batch request (its body may be this many times max_image_bytes).
     max_batch: int = Field(default=32, ge=1, le=256)
     # JPEGs of at least twice this long side are decoded at a reduced DCT scale (1/2..1/8) that keeps this
     # many pixels, unless the request runs the blur check: blur is judged on the photo's own pixels, where a
-    # slight blur of a large photo (sigma 3 px on 4600 px) is still visible. 0: always full resolution.
+    # slight blur of a large photo (sigma 3 px on 4600 px) is still visible; the other models then read an
+    # area-reduced copy of about this size. 0: always full resolution.
     decode_target_side: int = Field(default=800, ge=0, le=16384)
     max_image_pixels: int = Field(default=40_000_000, ge=10_000)
 
     @field_validator("ml_device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value == "cpu" or re.fullmatch(r"cuda(:\d+)?", value):
+        if value == "cpu" or re.fullmatch(r"(cuda|tensorrt)(:\d+)?", value):
             return value
-        raise ValueError("must be 'cpu' or 'cuda:N'")
+        raise ValueError("must be 'cpu', 'cuda:N' or 'tensorrt:N'")
 
     @field_validator("face_model")
     @classmethod
@@ -143,14 +160,17 @@ class APISettings(BaseSettings):
     milvus_collection: str = Field(default="faceauth_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     milvus_embedding_dim: int = Field(default=512, ge=64, le=4096)
     milvus_search_threshold: float = Probability(default=DEFAULT_MATCH_THRESHOLD)
-    # HNSW for real collections; FLAT (exact) is fine for a few thousand faces.
-    milvus_index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "AUTOINDEX"] = "HNSW"
+    # HNSW for real collections; FLAT (exact) is fine for a few thousand faces. On a Milvus server SCANN (nlist 1024,
+    # nprobe 256) is faster and more accurate from ~100k faces a tenant; milvus-lite cannot build it (-> FLAT).
+    milvus_index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "IVF_SQ8", "SCANN", "AUTOINDEX"] = "HNSW"
     milvus_hnsw_m: int = Field(default=16, ge=4, le=64)
     milvus_hnsw_ef_construction: int = Field(default=200, ge=8, le=1024)
     # Recall over latency: on 100k synthetic vectors ef 128 gave recall@1 0.91, ef 512 gave 0.99 (docs/PERFORMANCE.md).
     milvus_search_ef: int = Field(default=512, ge=1, le=32768)
     milvus_ivf_nlist: int = Field(default=1024, ge=1, le=65536)
     milvus_ivf_nprobe: int = Field(default=32, ge=1, le=65536)
+    # SCANN: candidates re-scored on the raw vectors after the 4-bit scan (per segment).
+    milvus_scann_reorder_k: int = Field(default=100, ge=1, le=16384)
     milvus_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # Reads must see this process's own writes without a flush (Milvus 2.3 defaults to Bounded, which does not).
     # Session waits only for this process's last write; Strong waits for every write, also other API replicas'.

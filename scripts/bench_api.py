@@ -97,6 +97,8 @@ async def bench_services(args: argparse.Namespace, log_dir: Path, data_dir: Path
         "FACEAUTH_ML_INFERENCE_SERVICE_URL": ml_url,
         "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": TOKEN,
         "FACEAUTH_MILVUS_URI": args.milvus_uri or "",
+        # Loopback benchmark: no API keys (the load generator sends none).
+        "FACEAUTH_AUTH_DISABLED": "true",
     }
     cli = [sys.executable, "-m", "faceauth.cli", "--log-level", "warning"]
     ml = ServiceProcess(

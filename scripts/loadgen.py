@@ -373,6 +373,37 @@ def _process_table() -> dict[int, tuple[int, float]]:
 # --------------------------------------------------------------------------------------------- servers
 
 
+def _rss_kib(pid: int) -> int | None:
+    """VmRSS of one process in KiB; None when there is no such process (0 for a zombie)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return 0
+
+
+def tree_rss_mib(pid: int, table: dict[int, tuple[int, float]] | None = None) -> tuple[float, float] | None:
+    """(RSS of the process and all its descendants, RSS of the process alone) in MiB, or None once it is gone.
+
+    The tree matters: the embedded milvus-lite runs as a child of the Face API process.
+    """
+    own = _rss_kib(pid)
+    if own is None:
+        return None
+    children: dict[int, list[int]] = {}
+    for child, (ppid, _cpu) in (_process_table() if table is None else table).items():
+        children.setdefault(ppid, []).append(child)
+    total, stack = 0, [pid]
+    while stack:  # a tree: each pid is visited once
+        current = stack.pop()
+        total += _rss_kib(current) or 0
+        stack.extend(children.get(current, ()))
+    return total / 1024, own / 1024
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))

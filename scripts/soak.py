@@ -55,6 +55,7 @@ from loadgen import (
     machine_busy_seconds,
     multipart_payload,
     percentile,
+    tree_rss_mib,
 )
 
 OPS = ("insert", "search", "verify", "delete")
@@ -164,48 +165,6 @@ def _error_code(response: httpx.Response) -> str:
 
 
 # --------------------------------------------------------------------------------------------- memory
-
-
-def _rss_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return 0  # a zombie has no VmRSS line
-
-
-def tree_rss_mib(pid: int) -> tuple[float, float] | None:
-    """(RSS of the process and all its descendants, RSS of the process alone) in MiB, or None if it is gone.
-
-    The tree matters: the embedded milvus-lite runs as a child of the API process.
-    """
-    try:
-        import psutil  # optional: not a dependency of the project
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        try:
-            proc = psutil.Process(pid)
-            own = proc.memory_info().rss
-            total = own + sum(c.memory_info().rss for c in proc.children(recursive=True) if c.is_running())
-        except psutil.Error:
-            return None
-        return total / 2**20, own / 2**20
-    own_kib = _rss_kib(pid)
-    if own_kib is None:
-        return None
-    children: dict[int, list[int]] = defaultdict(list)
-    for child, (ppid, _cpu) in _process_table().items():
-        children[ppid].append(child)
-    total, stack = 0, [pid]
-    while stack:  # a tree: each pid is visited once
-        current = stack.pop()
-        total += _rss_kib(current) or 0
-        stack.extend(children.get(current, ()))
-    return total / 1024, own_kib / 1024
 
 
 def tree_cpu_seconds(pid: int) -> float | None:

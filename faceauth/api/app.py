@@ -22,7 +22,7 @@ from faceauth.faces import routes as faces
 from faceauth.faces.service import FaceService
 from faceauth.images import routes as image_links
 from faceauth.images.sources import make_image_loader
-from faceauth.kit.bodies import BodyLimitMiddleware
+from faceauth.kit.bodies import BodyLimitMiddleware, keep_uploads_in_memory
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import FACE_API, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
@@ -154,6 +154,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    keep_uploads_in_memory(settings.max_image_bytes)
     # Photos plus the form fields and multipart framing; routes that take several photos get room for them.
     framing = 64 * 1024
     app.add_middleware(

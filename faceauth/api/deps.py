@@ -18,19 +18,22 @@ from faceauth.subjects.service import SubjectService
 from faceauth.tenants.service import TenantService
 from faceauth.verification.service import VerificationService
 
+# Dependencies are `async def` even when they only read state: FastAPI runs a plain `def` dependency in a worker
+# thread, a thread hop per dependency per request for a dictionary lookup.
 
-def _settings(request: Request) -> APISettings:
+
+async def _settings(request: Request) -> APISettings:
     return request.app.state.settings
 
 
 def _service(name: str):
-    def get(request: Request):
+    async def get(request: Request):
         return getattr(request.app.state, name)
 
     return get
 
 
-def _request_id(request: Request) -> str:
+async def _request_id(request: Request) -> str:
     return get_request_id(request)
 
 
@@ -40,7 +43,7 @@ _api_key = APIKeyHeader(name="X-Api-Key", auto_error=False, description="fa_... 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _principal(
+async def _principal(
     request: Request, api_key: str | None = Security(_api_key), bearer: object = Security(_bearer)
 ) -> Principal:
     principal = request.scope.get("state", {}).get("principal")

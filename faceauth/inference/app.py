@@ -17,7 +17,7 @@ from faceauth.inference.routes import health_router, router
 from faceauth.inference.runtime import ComputePool
 from faceauth.inference.schemas import ImageB64Request
 from faceauth.inference.service import InferenceService
-from faceauth.kit.bodies import BodyLimitMiddleware
+from faceauth.kit.bodies import BodyLimitMiddleware, keep_uploads_in_memory
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import ML_SERVICE, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
@@ -100,6 +100,7 @@ def create_app(settings: MLSettings | None = None, service: InferenceService | N
     )
     app.state.settings = settings
     install_error_handlers(app)
+    keep_uploads_in_memory(settings.max_image_bytes)
     # Base64 inflates by 4/3; allow that plus room for multipart framing. The batch route takes raw multipart
     # files only: max_batch of them, each with its part headers.
     batch_limit = settings.max_batch * (settings.max_image_bytes + 1024) + 65536

@@ -13,16 +13,19 @@ from faceauth.inference.service import InferenceService
 from faceauth.kit.bodies import BodyTooLarge, read_image_payload
 from faceauth.kit.errors import AppError
 
+# `async def` although they only read state: FastAPI runs a plain `def` dependency in a worker thread (a
+# thread hop per dependency per request).
 
-def _settings(request: Request) -> MLSettings:
+
+async def _settings(request: Request) -> MLSettings:
     return request.app.state.settings
 
 
-def _service(request: Request) -> InferenceService:
+async def _service(request: Request) -> InferenceService:
     return request.app.state.service
 
 
-def _check_internal_token(request: Request) -> None:
+async def _check_internal_token(request: Request) -> None:
     """When ML_SERVICE_AUTH_TOKEN is set, only callers holding it (the Face API) may use /v1/*."""
     token = request.app.state.settings.auth_token
     if not token:

@@ -194,3 +194,19 @@ def decode_image(data: bytes, *, max_pixels: int, target_side: int | None = None
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
     return DecodedImage(rgb=array, original_width=width, original_height=height, format=str(im.format))
+
+
+def working_copy(image: DecodedImage, target_side: int | None) -> DecodedImage:
+    """`image` reduced by a whole factor (area averaging) while its long side stays >= `target_side`.
+
+    The detector, NSFW, anti-spoof and embedder inputs are all far smaller than a phone photo, so they are
+    made from this copy: each resize then starts from ~0.6 MP, not 12. A photo decoded at reduced scale
+    already is about this size and is returned as it is.
+    """
+    if not target_side:
+        return image
+    factor = max(image.width, image.height) // target_side
+    if factor < 2:
+        return image
+    small = cv2.resize(image.rgb, (image.width // factor, image.height // factor), interpolation=cv2.INTER_AREA)
+    return DecodedImage(small, image.original_width, image.original_height, image.format)

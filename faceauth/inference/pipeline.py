@@ -3,9 +3,15 @@
 Every endpoint is a view of the same `analyze` call, so `/v1/analyze` (what the Face API uses) costs one
 decode, one detector run and one alignment, however many checks it reports.
 
-The work is in two stages so a batch can share model runs: `prepare` does everything per image (decode,
-detect, blur, and each model's input: letterbox, context crop, aligned face); `run_step` runs one model
-(nsfw, spoof, embed) once over the prepared inputs of any number of images. `analyze` is both, for one image.
+The work is in stages so that concurrent requests can share model runs (`faceauth.inference.batching`):
+`start` decodes and makes the inputs that need no face (the coarse detector input, the NSFW letterbox);
+`finish` picks the face from the detections and makes the face-based inputs (anti-spoof context crop,
+aligned face) and judges blur; `run_step` runs one model (detect, nsfw, spoof, embed) once over the inputs of
+any number of images. `analyze` is all of it, in order, for one image.
+
+Pixels: a request that runs the blur check decodes the photo at full resolution (blur is judged in the
+photo's own pixels) and everything else is made from one area-reduced working copy; other requests decode a
+large JPEG at reduced scale (DCT scaling) and use it directly. Either way the file is decoded once.
 """
 
 from __future__ import annotations
@@ -14,19 +20,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 
 from faceauth.config import MLSettings
-from faceauth.inference.imaging import DecodedImage, decode_image
-from faceauth.inference.models.detector import Detection
+from faceauth.inference.imaging import DecodedImage, decode_image, working_copy
+from faceauth.inference.models.detector import Detection, DetectorInput
 from faceauth.inference.models.embedder import align_face, crop_template_landmarks, crop_to_aligned
 from faceauth.inference.models.geometry import estimate_pose, face_quality
 from faceauth.inference.models.loader import ModelSet
+from faceauth.inference.models.nsfw import INPUT_SIZE as NSFW_INPUT_SIZE
 
 Check = Literal["embed", "nsfw", "spoof", "blur"]
-# The checks whose model runs once over a whole batch; the others are per-image work.
-BatchedStep = Literal["nsfw", "spoof", "embed"]
-BATCHED_STEPS: tuple[BatchedStep, ...] = ("nsfw", "spoof", "embed")
+# The models that run once over many images' inputs; the rest (decode, blur, alignment) is per-image work.
+BatchedStep = Literal["detect", "nsfw", "spoof", "embed"]
+# Steps that run after `finish` (they need the face); "nsfw" only needs `start`, "detect" comes before `finish`.
+FACE_STEPS: tuple[BatchedStep, ...] = ("spoof", "embed")
 # A face this many px across in the coarse detector input has landmarks precise enough for alignment.
 _COARSE_MIN_FACE_PX = 48
 ALL_CHECKS: frozenset[Check] = frozenset({"embed", "nsfw", "spoof", "blur"})
@@ -34,7 +43,7 @@ ALL_CHECKS: frozenset[Check] = frozenset({"embed", "nsfw", "spoof", "blur"})
 
 @dataclass
 class FaceReport:
-    detection: Detection  # in decoded-image coordinates
+    detection: Detection  # in the coordinates of `Analysis.image`
     area_fraction: float
     p_blur: float | None = None
     # aligned=true: the box is the whole image and the landmarks the template's, not detected.
@@ -43,6 +52,7 @@ class FaceReport:
 
 @dataclass
 class Analysis:
+    # The pixels every face coordinate refers to (the working copy; `scale` maps them to the upload).
     image: DecodedImage
     faces: list[FaceReport]
     primary: FaceReport | None
@@ -71,10 +81,27 @@ class Models:
 
 @dataclass
 class Prepared:
-    """One image after its per-image work, holding the input of each batched model that still has to run."""
+    """One image between stages: its analysis so far and the input of each model that still has to run."""
 
     analysis: Analysis
-    inputs: dict[BatchedStep, np.ndarray] = field(default_factory=dict)
+    models: Models
+    all_faces: bool = False
+    aligned: bool = False
+    inputs: dict[BatchedStep, Any] = field(default_factory=dict)
+    # The full-resolution decode, kept until the blur check has read the face from it.
+    native: DecodedImage | None = None
+    coarse_input: DetectorInput | None = None
+    coarse_faces: list[Detection] | None = None
+
+
+def _fit_long_side(image: DecodedImage, side: int) -> DecodedImage:
+    """`image` resized (area averaging) so its long side is `side`, the way both the detector and NSFW fit it."""
+    scale = side / max(image.width, image.height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    rgb = cv2.resize(image.rgb, size, interpolation=cv2.INTER_AREA)
+    return DecodedImage(rgb, image.original_width, image.original_height, image.format)
 
 
 class _Timer:
@@ -102,20 +129,6 @@ class Pipeline:
         target = None if full_resolution else (self.settings.decode_target_side or None)
         return decode_image(data, max_pixels=self.settings.max_image_pixels, target_side=target)
 
-    def _detect(self, detector, image: DecodedImage, all_faces: bool) -> list[Detection]:
-        """Faces, largest first. For the subject face a coarse pass usually suffices (selfies have big faces);
-        it is kept only when its largest face is well inside what the coarse size resolves."""
-        coarse = self.settings.face_detection_coarse_size
-        if not all_faces and coarse and coarse < min(self.settings.detection_size):
-            faces = detector.detect(image.rgb, input_size=(coarse, coarse))
-            if faces:
-                face = faces[0]
-                side_px = min(face.width, face.height) * detector.input_scale(image.rgb, (coarse, coarse))
-                area_fraction = face.area / float(image.width * image.height)
-                if side_px >= _COARSE_MIN_FACE_PX and area_fraction >= self.settings.face_area_threshold:
-                    return faces
-        return detector.detect(image.rgb)
-
     def resolve(self, checks: frozenset[Check], *, all_faces: bool = False, aligned: bool = False) -> Models:
         """Every model the request needs, so a missing one fails fast (503) before any work."""
         needs_face = bool(checks & {"embed", "spoof", "blur"}) or all_faces
@@ -136,75 +149,119 @@ class Pipeline:
     def analyze(
         self, data: bytes, checks: frozenset[Check], *, all_faces: bool = False, aligned: bool = False
     ) -> Analysis:
-        """Run in a worker thread. `all_faces` also scores sharpness for every face (for /v1/detect)."""
+        """Every stage for one image, in a worker thread. `all_faces` also scores sharpness for every face."""
         models = self.resolve(checks, all_faces=all_faces, aligned=aligned)
-        item = self.prepare(data, models, all_faces=all_faces, aligned=aligned)
-        for step in BATCHED_STEPS:
-            self.run_step(step, models, [item])
+        item = self.start(data, models, all_faces=all_faces, aligned=aligned)
+        self.run_step("detect", [item])
+        self.finish(item)
+        for step in ("nsfw", *FACE_STEPS):
+            self.run_step(step, [item])
         return item.analysis
 
-    def prepare(self, data: bytes, models: Models, *, all_faces: bool = False, aligned: bool = False) -> Prepared:
-        """The per-image stage: decode, find the face, judge blur, and make every batched model's input."""
+    def start(self, data: bytes, models: Models, *, all_faces: bool = False, aligned: bool = False) -> Prepared:
+        """Decode, and make the inputs that need no face: the coarse detector input and the NSFW letterbox."""
         timings: dict[str, float] = {}
         timer = _Timer(timings)
-        # Blur is judged on the photo's own pixels; every other check is content with a reduced decode.
-        image = self.decode(data, full_resolution=models.blur is not None)
+        needs_native = models.blur is not None and not aligned
+        decoded = self.decode(data, full_resolution=needs_native)
+        work = working_copy(decoded, self.settings.decode_target_side or None)
         timer.lap("decode")
+        analysis = Analysis(image=work, faces=[], primary=None, face_issue=None, timings_ms=timings)
+        analysis.skipped_checks = list(models.skipped)
+        item = Prepared(analysis, models, all_faces=all_faces, aligned=aligned)
+        item.native = decoded if needs_native else None
+        coarse = self.settings.face_detection_coarse_size
+        wants_coarse = (
+            models.detector is not None and not all_faces and coarse and coarse < min(self.settings.detection_size)
+        )
+        # The coarse detector input and the NSFW letterbox are the same resize (long side to 320): do it once
+        # (a smaller coarse size would leave NSFW fewer pixels than it takes).
+        share = wants_coarse and models.nsfw is not None and coarse >= NSFW_INPUT_SIZE
+        fitted = _fit_long_side(work, coarse) if share else None
+        if models.nsfw is not None:
+            item.inputs["nsfw"] = models.nsfw.model_input(fitted or work)
+            timer.lap("nsfw")
+        if wants_coarse:
+            # Square inputs batch without padding, so batching never changes a photo's detections.
+            if fitted is None:
+                item.coarse_input = models.detector.model_input(work.rgb, (coarse, coarse), full_size=True)
+            else:  # made from the fitted copy, but mapping detections back to the working copy
+                blob = models.detector.model_input(fitted.rgb, (coarse, coarse), full_size=True).blob
+                item.coarse_input = DetectorInput(blob, fitted.width / work.width, work.width, work.height)
+            item.inputs["detect"] = item.coarse_input
+            timer.lap("detect")
+        return item
 
-        faces: list[FaceReport] = []
-        primary: FaceReport | None = None
-        face_issue: str | None = None
-        if aligned:
+    def _faces(self, item: Prepared) -> list[Detection]:
+        """Faces, largest first. For the subject face the coarse pass usually suffices (selfies have big faces);
+        it is kept only when its largest face is well inside what the coarse size resolves."""
+        image = item.analysis.image
+        faces = item.coarse_faces
+        if faces and item.coarse_input is not None:
+            face = faces[0]
+            side_px = min(face.width, face.height) * item.coarse_input.scale
+            area_fraction = face.area / float(image.width * image.height)
+            if side_px >= _COARSE_MIN_FACE_PX and area_fraction >= self.settings.face_area_threshold:
+                return faces
+        return item.models.detector.detect(image.rgb)
+
+    def finish(self, item: Prepared) -> None:
+        """After the coarse detection: pick the face, judge blur, and make the face-based model inputs."""
+        a, models = item.analysis, item.models
+        timer = _Timer(a.timings_ms)
+        image = a.image
+        if item.aligned:
             box = np.array([0.0, 0.0, image.width, image.height])
             landmarks = crop_template_landmarks(image.width, image.height)
-            primary = FaceReport(Detection(box, 1.0, landmarks), 1.0, assumed=True)
-            faces = [primary]
+            a.primary = FaceReport(Detection(box, 1.0, landmarks), 1.0, assumed=True)
+            a.faces = [a.primary]
         elif models.detector is not None:
             image_area = float(image.width * image.height)
-            faces = [FaceReport(d, d.area / image_area) for d in self._detect(models.detector, image, all_faces)]
+            a.faces = [FaceReport(d, d.area / image_area) for d in self._faces(item)]
             timer.lap("detect")
-            usable = [f for f in faces if f.area_fraction >= self.settings.face_area_threshold]
-            if not faces:
-                face_issue = "no_face"
+            usable = [f for f in a.faces if f.area_fraction >= self.settings.face_area_threshold]
+            if not a.faces:
+                a.face_issue = "no_face"
             elif not usable:
-                face_issue = "face_too_small"
+                a.face_issue = "face_too_small"
             else:
-                primary = usable[0]  # faces are sorted largest first
+                a.primary = usable[0]  # faces are sorted largest first
                 if len(usable) > 1 and self.settings.multiple_faces_policy == "reject":
-                    face_issue = "multiple_faces"
-
-        analysis = Analysis(image=image, faces=faces, primary=primary, face_issue=face_issue, timings_ms=timings)
-        analysis.skipped_checks = list(models.skipped)
-        item = Prepared(analysis)
-        if models.nsfw is not None:
-            item.inputs["nsfw"] = models.nsfw.model_input(image)
-            timer.lap("nsfw")
-        judged = faces if all_faces else [primary] if primary is not None else []
+                    a.face_issue = "multiple_faces"
+        judged = a.faces if item.all_faces else [a.primary] if a.primary is not None else []
         if models.blur is not None and judged:
+            native = item.native or image
+            to_native = native.width / image.width
             for report in judged:
-                report.p_blur = models.blur.probability(image, report.detection)
-            analysis.blur_probability = None if primary is None else primary.p_blur
+                face = report.detection if native is image else report.detection.scaled(to_native)
+                report.p_blur = models.blur.probability(native, face)
+            a.blur_probability = None if a.primary is None else a.primary.p_blur
             timer.lap("blur")
-        if primary is not None:
-            face = primary.detection
+        item.native = None  # the full-resolution pixels are not needed any more: free them early
+        if a.primary is not None:
+            face = a.primary.detection
             if models.spoof is not None:
                 item.inputs["spoof"] = models.spoof.model_input(image, face)
                 timer.lap("spoof")
             if models.embedder is not None:
-                item.inputs["embed"] = crop_to_aligned(image.rgb) if aligned else align_face(image.rgb, face.landmarks)
+                aligned_face = crop_to_aligned(image.rgb) if item.aligned else align_face(image.rgb, face.landmarks)
+                item.inputs["embed"] = aligned_face
                 timer.lap("embed")
-        return item
 
-    def run_step(self, step: BatchedStep, models: Models, items: list[Prepared]) -> None:
-        """One run of the `step` model over the prepared inputs of `items` (those that have one)."""
+    def run_step(self, step: BatchedStep, items: list[Prepared]) -> list[None]:
+        """One run of the `step` model over the prepared inputs of `items` (those that have one). The results
+        go into the items; the list of Nones is one output per item, as a micro-batcher expects."""
         todo = [item for item in items if step in item.inputs]
-        model = models.embedder if step == "embed" else getattr(models, step)
-        if not todo or model is None:
-            return
+        if not todo:
+            return [None] * len(items)
+        models = todo[0].models
+        model = {"detect": models.detector, "embed": models.embedder, "nsfw": models.nsfw, "spoof": models.spoof}[step]
         started = time.perf_counter()
         inputs = [item.inputs.pop(step) for item in todo]
         if step == "embed":
             values: Any = model.embed_aligned(inputs)
+        elif step == "detect":
+            values = model.detect_batch(inputs)
         else:
             values = model.scores(inputs)
         elapsed = time.perf_counter() - started
@@ -212,12 +269,15 @@ class Pipeline:
             a = item.analysis
             if step == "embed":
                 a.embedding = value
+            elif step == "detect":
+                item.coarse_faces = value
             elif step == "nsfw":
                 a.nsfw_probability = value
             else:
                 a.spoof_probability = value
             # In a batch each image reports the whole shared run: that is how long it waited for it.
             _add_ms(a.timings_ms, step, elapsed)
+        return [None] * len(items)
 
     # -- views -------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 import onnxruntime as ort
 
+from faceauth.inference import rewrite
 from faceauth.kit.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -23,22 +24,54 @@ T = TypeVar("T")
 ort.set_default_logger_severity(3)
 
 
-def providers_for(device: str) -> list[Any]:
-    """`cpu` or `cuda:N` -> ONNX Runtime providers, falling back to CPU when CUDA isn't available."""
-    if device.startswith("cuda"):
-        device_id = int(device.partition(":")[2] or 0)
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
-        log.warning("ML_SERVICE_ML_DEVICE=%s but onnxruntime has no CUDA provider; using CPU", device)
-    return ["CPUExecutionProvider"]
+def providers_for(device: str, *, cache_dir: Path | str | None = None) -> list[Any]:
+    """`cpu`, `cuda:N` or `tensorrt:N` -> ONNX Runtime providers, best first.
+
+    What this onnxruntime build lacks is skipped with a warning: TensorRT falls back to CUDA, CUDA to the CPU,
+    and the CPU provider always comes last (ops a GPU provider cannot run go there). TensorRT builds fp16
+    engines and caches them, with its timing cache, in `cache_dir` (default: <model_dir>/tensorrt), so only the
+    first start, and the first input of a new shape, pay for the build.
+    """
+    kind, _, index = device.partition(":")
+    device_id = int(index or 0)
+    available = ort.get_available_providers()
+    providers: list[Any] = []
+    if kind == "tensorrt":
+        if "TensorrtExecutionProvider" in available:
+            if cache_dir is None:  # the loader's callers pass no directory: the service's own settings say where
+                from faceauth.config import MLSettings
+
+                cache_dir = MLSettings().model_dir / "tensorrt"
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            options = {
+                "device_id": device_id,
+                "trt_fp16_enable": True,
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache_dir),
+                "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": str(cache_dir),
+            }
+            providers.append(("TensorrtExecutionProvider", options))
+        else:
+            log.warning("ML_SERVICE_ML_DEVICE=%s but onnxruntime has no TensorRT provider; trying CUDA", device)
+    if kind in ("cuda", "tensorrt"):
+        if "CUDAExecutionProvider" in available:
+            providers.append(("CUDAExecutionProvider", {"device_id": device_id}))
+        else:
+            log.warning("ML_SERVICE_ML_DEVICE=%s but onnxruntime has no CUDA provider; using CPU", device)
+    return [*providers, "CPUExecutionProvider"]
 
 
-def create_session(path: Path | str, *, device: str = "cpu", intra_op_threads: int = 1) -> ort.InferenceSession:
+def create_session(
+    path: Path | str, *, device: str = "cpu", intra_op_threads: int = 1, cache_dir: Path | str | None = None
+) -> ort.InferenceSession:
     """One session per model, shared by all worker threads (`run` is thread-safe).
 
     Throughput on a few cores comes from running requests in parallel, one core each, so each session
     gets a small intra-op pool and no spinning: spin-waiting threads would steal the core another
-    request is computing on.
+    request is computing on. On the CPU, PRelu graphs are first rewritten exactly (faceauth.inference.rewrite).
+    The other options are ONNX Runtime's defaults (all graph optimisations, memory arena and memory pattern
+    on): no variation in the tuning grid of scripts/bench_ort.py was better at both batch 1 and batch 8.
     """
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -47,7 +80,18 @@ def create_session(path: Path | str, *, device: str = "cpu", intra_op_threads: i
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
+    providers = providers_for(device, cache_dir=cache_dir)
+    first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    model = rewrite.cpu_model(path) if first == "CPUExecutionProvider" else None
+    session = ort.InferenceSession(model if model is not None else str(path), sess_options=opts, providers=providers)
+    if first not in session.get_providers():  # present in the build, but its libraries would not load
+        log.warning(
+            "%s: %s did not start (see onnxruntime's message); running on %s",
+            Path(path).name,
+            first,
+            session.get_providers()[0],
+        )
+    return session
 
 
 def run_in_batches(session: ort.InferenceSession, feeds: np.ndarray) -> list[np.ndarray]:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from faceauth.config import MLSettings
+from faceauth.inference.batching import MicroBatcher
 from faceauth.inference.imaging import b64decode_image
-from faceauth.inference.pipeline import BATCHED_STEPS, Analysis, Check, Models, Pipeline, Prepared
+from faceauth.inference.pipeline import FACE_STEPS, Analysis, BatchedStep, Check, Models, Pipeline, Prepared
 from faceauth.inference.runtime import ComputePool
 from faceauth.kit.errors import AppError
 from faceauth.kit.metrics import NULL_OBSERVER, InferenceObserver
@@ -31,19 +32,97 @@ class InferenceService:
         self.pipeline = pipeline
         self.pool = pool
         self.settings = settings
+        steps: tuple[BatchedStep, ...] = ("detect", "nsfw", "spoof", "embed")
+        # Per model, the images in flight that have yet to hand it their input: what a batch may wait for.
+        self._on_the_way: dict[BatchedStep, int] = dict.fromkeys(steps, 0)
+        self.batchers: dict[BatchedStep, MicroBatcher[Prepared, None]] = {
+            step: MicroBatcher(
+                step,
+                partial(pipeline.run_step, step),
+                pool.submit,
+                max_batch=settings.batch_max_size,
+                max_wait=settings.batch_wait_ms / 1000,
+                max_running=settings.batch_concurrency or pool.workers,
+                on_the_way=partial(self._on_the_way.get, step, 0),
+                on_batch=lambda model, images: self.observer.model_batch(model, images),
+            )
+            for step in steps
+        }
 
     async def _analyze(
         self, payload: bytes | str, checks: frozenset[Check], all_faces: bool = False, aligned: bool = False
     ) -> Analysis:
-        max_bytes = self.settings.max_image_bytes
-
-        def work() -> Analysis:
-            data = b64decode_image(payload, max_bytes) if isinstance(payload, str) else payload
-            return self.pipeline.analyze(data, checks, all_faces=all_faces, aligned=aligned)
-
-        analysis = await self.pool.run(work)
+        models = self.pipeline.resolve(checks, all_faces=all_faces, aligned=aligned)  # a missing model: 503 now
+        with self.pool.reserve(1):
+            if self._stage_now():
+                item = await self._staged(payload, models, all_faces=all_faces, aligned=aligned)
+                analysis = item.analysis
+            else:  # the whole analysis as one job on one worker
+                analysis = await self.pool.submit(self._analyze_alone, payload, checks, all_faces, aligned)
         self._observe(analysis)
         return analysis
+
+    def _stage_now(self) -> bool:
+        """Through the stages and micro-batchers, or as one job? (ML_SERVICE_BATCHING, for a request that
+        already holds its pool unit.)"""
+        mode = self.settings.batching
+        if mode != "auto":
+            return mode == "on"
+        if self.settings.ml_device != "cpu":
+            return True
+        # On a CPU staging pays while workers would otherwise idle: NSFW, detection and the embedder of one
+        # photo then run side by side. Once requests can keep every worker busy, one job each costs least.
+        return self.pool.in_flight <= max(1, self.pool.workers // 2)
+
+    def _bytes(self, payload: bytes | str) -> bytes:
+        return b64decode_image(payload, self.settings.max_image_bytes) if isinstance(payload, str) else payload
+
+    def _analyze_alone(self, payload: bytes | str, checks: frozenset[Check], all_faces: bool, aligned: bool):
+        return self.pipeline.analyze(self._bytes(payload), checks, all_faces=all_faces, aligned=aligned)
+
+    async def _staged(self, payload: bytes | str, models: Models, *, all_faces: bool, aligned: bool) -> Prepared:
+        """One image through the stages, sharing each model run with whatever else is in flight.
+
+        Only for work already covered by a pool reservation. NSFW needs no face, so it runs beside the
+        detection; anti-spoof and the embedder run side by side once the face is known.
+        """
+
+        def start() -> Prepared:
+            return self.pipeline.start(self._bytes(payload), models, all_faces=all_faces, aligned=aligned)
+
+        ahead = self._steps_ahead(models, all_faces=all_faces, aligned=aligned)
+        for step in ahead:
+            self._on_the_way[step] += 1
+        try:
+            item = await self.pool.submit(start)
+            nsfw = asyncio.ensure_future(self._step("nsfw", item, ahead))
+            try:
+                await self._step("detect", item, ahead)
+                await self.pool.submit(self.pipeline.finish, item)
+                await _all([self._step(step, item, ahead) for step in FACE_STEPS])
+            finally:
+                await asyncio.wait([nsfw])  # never leave it running past the reservation
+            nsfw.result()
+            return item
+        finally:
+            for step in ahead:  # those it never reached (no face, a refused image, ...)
+                self._on_the_way[step] -= 1
+
+    def _steps_ahead(self, models: Models, *, all_faces: bool, aligned: bool) -> set[BatchedStep]:
+        ahead: set[BatchedStep] = set()
+        if models.detector is not None and not all_faces and not aligned:
+            ahead.add("detect")
+        for step, model in (("nsfw", models.nsfw), ("spoof", models.spoof), ("embed", models.embedder)):
+            if model is not None:
+                ahead.add(step)  # type: ignore[arg-type]
+        return ahead
+
+    async def _step(self, step: BatchedStep, item: Prepared, ahead: set[BatchedStep]) -> None:
+        if step in ahead:
+            ahead.discard(step)
+            self._on_the_way[step] -= 1
+        if step in item.inputs:
+            await self.batchers[step].run(item)
 
     def _observe(self, a: Analysis) -> None:
         # The pipeline already times each step (decode, detect, nsfw, spoof, blur, embed) for `timings_ms`.
@@ -148,7 +227,7 @@ class InferenceService:
         return self._analysis_view(await self._analyze(payload, _ASSESS | {"embed"}, aligned=aligned))
 
     async def analyze_batch(self, files: list[bytes | AppError], *, aligned: bool = False) -> list[dict]:
-        """`/v1/analyze` for each file, sharing one run of each model; a refused file fails only its own entry.
+        """`/v1/analyze` for each file, sharing model runs; a refused file fails only its own entry.
 
         `files` holds each upload's bytes, or the error already found reading it (e.g. too large).
         """
@@ -156,19 +235,14 @@ class InferenceService:
         self.observer.batch(len(files))
         # A batch holds one unit of pool capacity per image, all at once and until its last model run ends:
         # it is N images of work, so it must be refused at the same load as N separate requests would be, and
-        # no single request may be admitted in its stead while its images wait for a worker. Its jobs then go
-        # to the workers unaccounted (`submit`), or they would count twice.
+        # no single request may be admitted in its stead while its images wait for a worker. Its images then
+        # go through the stages like single requests' (the micro-batchers put them in shared runs).
         with self.pool.reserve(len(files)):
-            outcomes = await _all([self._prepare(f, models, aligned) for f in files])
-            prepared = [o for o in outcomes if isinstance(o, Prepared)]
-            # The three models are independent: on several workers they run side by side.
-            steps = [self.pool.submit(self.pipeline.run_step, step, models, prepared) for step in BATCHED_STEPS]
-            await _all(steps)
-        for item in prepared:
-            self._observe(item.analysis)
+            outcomes = await _all([self._one_of_batch(f, models, aligned) for f in files])
         results = []
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Prepared):
+                self._observe(outcome.analysis)
                 results.append({"index": index, "ok": True, "analysis": self._analysis_view(outcome.analysis)})
             else:
                 e = outcome.error
@@ -177,11 +251,11 @@ class InferenceService:
                 )
         return results
 
-    async def _prepare(self, file: bytes | AppError, models: Models, aligned: bool) -> Prepared | _Refused:
+    async def _one_of_batch(self, file: bytes | AppError, models: Models, aligned: bool) -> Prepared | _Refused:
         if isinstance(file, AppError):
             return _Refused(file)
         try:
-            return await self.pool.submit(partial(self.pipeline.prepare, file, models, aligned=aligned))
+            return await self._staged(file, models, all_faces=False, aligned=aligned)
         except AppError as exc:
             if exc.status >= 500:
                 raise

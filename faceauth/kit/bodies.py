@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,6 +79,13 @@ class BodyLimitMiddleware:
 
 
 IMAGE_FIELDS = ("file", "image")
+
+
+def keep_uploads_in_memory(max_file_bytes: int) -> None:
+    """Uploaded photos stay in memory instead of rolling over to a temporary file past 1 MiB (Starlette's
+    default): a phone photo would otherwise be written to disk and read back, in worker threads, on every
+    request. The body limits bound what this can hold. (Starlette keeps the threshold per process.)"""
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_file_bytes + 1)
 
 
 async def read_image_payload(request: Request, max_image_bytes: int) -> bytes | str:

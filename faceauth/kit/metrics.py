@@ -52,6 +52,8 @@ class InferenceObserver(Protocol):
 
     def batch(self, images: int) -> None: ...
 
+    def model_batch(self, model: str, images: int) -> None: ...
+
 
 class _NullObserver:
     """The default of every observer slot: records nothing."""
@@ -66,6 +68,9 @@ class _NullObserver:
         return None
 
     def batch(self, images: int) -> None:
+        return None
+
+    def model_batch(self, model: str, images: int) -> None:
         return None
 
 
@@ -132,6 +137,17 @@ class Metrics:
             if service == ML_SERVICE
             else None
         )
+        self.model_batch_images = (
+            Histogram(
+                "faceauth_ml_model_batch_images",
+                "Images per model run (micro-batching: concurrent requests share one run)",
+                ["model"],
+                buckets=_BATCH_BUCKETS,
+                registry=r,
+            )
+            if service == ML_SERVICE
+            else None
+        )
         self.store_seconds = Histogram(
             "faceauth_store_call_seconds",
             "Latency of calls to Milvus and the object store (including failed ones)",
@@ -177,6 +193,10 @@ class Metrics:
     def batch(self, images: int) -> None:
         if self.batch_images is not None:
             self.batch_images.observe(images)
+
+    def model_batch(self, model: str, images: int) -> None:
+        if self.model_batch_images is not None:
+            self.model_batch_images.labels(model).observe(images)
 
     def attach(self, *targets: object) -> None:
         """Make these stores / clients / services report here (each has an `observer` slot, no-op by default).

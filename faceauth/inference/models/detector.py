@@ -43,6 +43,16 @@ class Detection:
         return Detection(self.box * factor, self.score, self.landmarks * factor)
 
 
+@dataclass(frozen=True, slots=True)
+class DetectorInput:
+    """One photo prepared for the network: what `detect_batch` needs to map its output back to the photo."""
+
+    blob: np.ndarray  # (3, h, w) float32
+    scale: float  # network input px per photo px
+    width: int  # the photo's size
+    height: int
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
     """Greedy non-maximum suppression; returns kept indices, best first."""
     x1, y1, x2, y2 = boxes.T
@@ -95,16 +105,26 @@ class ScrfdDetector:
             self._anchor_cache[key] = centers
         return centers
 
-    def _prepare(self, rgb: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    def model_input(
+        self, rgb: np.ndarray, input_size: tuple[int, int] | None = None, *, full_size: bool = False
+    ) -> DetectorInput:
+        """The photo resized to fit `input_size` (default: the configured size), normalised, as (3, h, w) with
+        h and w multiples of 32 (the network's largest stride); the padding is grey (0 after normalising).
+
+        `full_size` pads to the whole `input_size`: a batch of such inputs needs no further padding, so a
+        photo's detections are the same whatever it is batched with (padding shifts them by a fraction of
+        a pixel)."""
         h, w = rgb.shape[:2]
-        max_w, max_h = input_size
+        max_w, max_h = input_size or self.input_size
         scale = min(max_w / w, max_h / h)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         in_w, in_h = math.ceil(new_w / 32) * 32, math.ceil(new_h / 32) * 32
-        blob = np.zeros((1, 3, in_h, in_w), dtype=np.float32)
-        blob[0, :, :new_h, :new_w] = (resized.transpose(2, 0, 1).astype(np.float32) - 127.5) / 128.0
-        return blob, scale
+        if full_size:
+            in_w, in_h = max(in_w, math.ceil(max_w / 32) * 32), max(in_h, math.ceil(max_h / 32) * 32)
+        blob = np.zeros((3, in_h, in_w), dtype=np.float32)
+        blob[:, :new_h, :new_w] = (resized.transpose(2, 0, 1).astype(np.float32) - 127.5) / 128.0
+        return DetectorInput(blob, scale, w, h)
 
     def input_scale(self, rgb: np.ndarray, input_size: tuple[int, int] | None = None) -> float:
         """Detector input px per image px."""
@@ -114,9 +134,22 @@ class ScrfdDetector:
     def detect(self, rgb: np.ndarray, input_size: tuple[int, int] | None = None) -> list[Detection]:
         """All faces above the score threshold, largest first. `input_size` bounds the network input
         (default: the configured detection size)."""
-        blob, scale = self._prepare(rgb, input_size or self.input_size)
-        outs = self.session.run(self.output_names, {self.input_name: blob})
-        in_h, in_w = blob.shape[2:]
+        return self.detect_batch([self.model_input(rgb, input_size)])[0]
+
+    def detect_batch(self, inputs: list[DetectorInput]) -> list[list[Detection]]:
+        """One network run over several photos' inputs. Inputs of different sizes are padded (grey, at the
+        bottom/right, as each already is) to the largest, which leaves every photo's anchors where they were."""
+        in_h = max(i.blob.shape[1] for i in inputs)
+        in_w = max(i.blob.shape[2] for i in inputs)
+        batch = np.zeros((len(inputs), 3, in_h, in_w), dtype=np.float32)
+        for row, item in enumerate(inputs):
+            batch[row, :, : item.blob.shape[1], : item.blob.shape[2]] = item.blob
+        outs = self.session.run(self.output_names, {self.input_name: batch})
+        # A batch-1 export folds the batch into the anchor axis; with N images the outputs are (N, anchors, k).
+        per_image = [[out.reshape(len(inputs), -1, out.shape[-1])[row] for out in outs] for row in range(len(inputs))]
+        return [self._decode(o, in_h, in_w, item) for o, item in zip(per_image, inputs, strict=True)]
+
+    def _decode(self, outs: list[np.ndarray], in_h: int, in_w: int, item: DetectorInput) -> list[Detection]:
         all_scores, all_boxes, all_kps = [], [], []
         for level, stride in enumerate(_STRIDES):
             scores = outs[level].reshape(-1)
@@ -134,15 +167,14 @@ class ScrfdDetector:
         if not all_scores:
             return []
         scores = np.concatenate(all_scores)
-        boxes = np.concatenate(all_boxes) / scale
-        kps = np.concatenate(all_kps).reshape(-1, 5, 2) / scale
+        boxes = np.concatenate(all_boxes) / item.scale
+        kps = np.concatenate(all_kps).reshape(-1, 5, 2) / item.scale
         keep_idx = nms(boxes, scores, self.nms_threshold)
-        h, w = rgb.shape[:2]
         faces = []
         for i in keep_idx:
             box = boxes[i].copy()
-            box[[0, 2]] = box[[0, 2]].clip(0, w)
-            box[[1, 3]] = box[[1, 3]].clip(0, h)
+            box[[0, 2]] = box[[0, 2]].clip(0, item.width)
+            box[[1, 3]] = box[[1, 3]].clip(0, item.height)
             faces.append(Detection(box=box, score=float(scores[i]), landmarks=kps[i]))
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces

@@ -203,24 +203,39 @@ class ModelSet:
                 models.slots[name].state = "missing"
                 models.slots[name].error = str(exc)
         if pack is not None:
+            detector_path = precision_path(pack.detector, settings.detector_precision, settings.model_dir)
             models._load(
                 "detector",
-                pack.detector,
+                detector_path,
                 lambda: ScrfdDetector(
-                    pack.detector,
+                    detector_path,
                     input_size=settings.detection_size,
                     score_threshold=settings.face_detection_threshold,
                     device=device,
                     intra_op_threads=threads,
                 ),
             )
-            embedder_id = pack.embedder_id
+            embedder_path = precision_path(pack.embedder, settings.embedder_precision, settings.model_dir)
             models._load(
                 "embedder",
-                pack.embedder,
-                lambda: ArcFaceEmbedder(pack.embedder, model_id=embedder_id, device=device, intra_op_threads=threads),
-                model_id=embedder_id,
+                embedder_path,
+                lambda: ArcFaceEmbedder(
+                    embedder_path,
+                    model_id=embedder_model_id(pack, embedder_path),
+                    device=device,
+                    intra_op_threads=threads,
+                ),
             )
+            for name, precision in (
+                ("detector", settings.detector_precision),
+                ("embedder", settings.embedder_precision),
+            ):
+                slot = models.slots[name]
+                if precision == "int8" and slot.state == "missing":
+                    slot.error = (
+                        f"{slot.error}: run `faceauth models quantize --calibration-dir <photos>` "
+                        f"or set ML_SERVICE_{name.upper()}_PRECISION=fp32"
+                    )
             embedder = models.slots["embedder"].model
             if embedder is not None:
                 models.embedding_dim = embedder.dim
@@ -241,6 +256,25 @@ class ModelSet:
         blur_path = settings.blur_local_model_path
         models._load("blur", blur_path, lambda: _quality_check("blur", blur_path, settings))
         return models
+
+
+def int8_model_path(model_dir: Path, source: Path) -> Path:
+    """Where `faceauth models quantize` puts the int8 copy of `source`. Named by the source's content, so a
+    changed source model never pairs with a stale int8 copy; outside the pack folder, so probing a pack
+    directory never mistakes the copy for a second model."""
+    return model_dir / "int8" / f"{source.stem}-{registry.file_sha256(source)[:12]}.int8.onnx"
+
+
+def precision_path(source: Path, precision: str, model_dir: Path) -> Path:
+    return int8_model_path(model_dir, source) if precision == "int8" else source
+
+
+def embedder_model_id(pack: registry.FacePack, path: Path) -> str:
+    """The fp32 pack's id, or for the int8 copy one naming it: int8 vectors differ from fp32 ones by about a
+    hundredth of cosine, so the two must never be compared (a changed id makes `faceauth reembed` run)."""
+    if path == pack.embedder:
+        return pack.embedder_id
+    return f"{pack.name}/{pack.embedder.stem}-int8@{registry.file_sha256(path)[:12]}"
 
 
 def _quality_check(kind: SlotName, path: Path | None, settings: MLSettings):

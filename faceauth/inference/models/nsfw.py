@@ -41,10 +41,10 @@ EXPLICIT_CLASSES = (
     "MALE_GENITALIA_EXPOSED",
 )
 _EXPLICIT_IDX = np.array([LABELS.index(name) for name in EXPLICIT_CLASSES])
-_INPUT_SIZE = 320
+INPUT_SIZE = 320
 
 
-def letterbox(rgb: np.ndarray, size: int = _INPUT_SIZE) -> np.ndarray:
+def letterbox(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """Pad to a square at the bottom/right (as NudeNet was trained), resize to `size`, scale to 0..1, NCHW."""
     h, w = rgb.shape[:2]
     side = max(h, w)
