@@ -332,6 +332,8 @@ async def measure_analyze(
                     server=service,
                     max_seconds=900.0,
                 )
+                if not result.latencies_ms:  # e.g. a model missing: every answer a 503
+                    raise RuntimeError(f"/v1/analyze answered no 2xx at c={level} ({label}): {result.errors}")
                 say(f"/v1/analyze c={level} ({label}): {result.throughput:.1f} img/s, p50 {result.p50:.0f} ms")
                 results[level] = result.summary()
     return results

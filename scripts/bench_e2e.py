@@ -180,8 +180,10 @@ class RssSampler:
 
 def ml_env(shared_dir: Path) -> dict[str, str]:
     env = {**os.environ, "ML_SERVICE_AUTH_TOKEN": TOKEN, "ML_SERVICE_AUTO_FETCH": "false"}
-    if not env.get("ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"):
-        env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(shared_dir / "models" / "minifasnet_v2_80x80.onnx")
+    given = env.get("ML_SERVICE_SPOOF_LOCAL_MODEL_PATH")
+    # The services run in a work folder of their own: a path relative to this shell must not dangle there.
+    spoof = Path(given).resolve() if given else shared_dir.resolve() / "models" / "minifasnet_v2_80x80.onnx"
+    env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(spoof)
     return env
 
 
