@@ -17,13 +17,10 @@ reservation). `max_running` bounds how many runs of one model proceed at once.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -62,6 +59,7 @@ class MicroBatcher(Generic[In, Out]):
         self._queue: list[_Waiting[In]] = []
         self._running = 0  # runs in progress
         self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
         self.runs = 0
         self.items = 0
 
@@ -107,7 +105,9 @@ class MicroBatcher(Generic[In, Out]):
         self.items += len(batch)
         if self._on_batch is not None:
             self._on_batch(self.name, len(batch))
-        asyncio.get_running_loop().create_task(self._execute(batch))
+        task = asyncio.get_running_loop().create_task(self._execute(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, batch: list[_Waiting[In]]) -> None:
         try:
