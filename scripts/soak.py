@@ -74,10 +74,8 @@ def say(message: str) -> None:
 
 
 def people_from_pairs(master_csv: Path) -> list[list[str]]:
-    """Photo groups of one person each, joined from the labelled same-person pairs (union-find).
-
-    The same join as tests/apitest.py; repeated here because importing the test plugin would pull in pytest.
-    """
+    """Photo groups of one person each, joined from the labelled same-person pairs (union-find); the Face API
+    tests' `people` fixture uses it too."""
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:

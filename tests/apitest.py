@@ -6,7 +6,6 @@ are joined into people, and only photos the ML service accepts (one face, qualit
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 from faceauth.api.app import create_app
 from faceauth.config import APISettings
 from tests.conftest import require
+from tests.scripts import load_script
 
 
 @dataclass(frozen=True)
@@ -34,33 +34,14 @@ class Person:
         return self.photos[1]
 
 
-def _people_from_pairs(master_csv: Path) -> list[list[str]]:
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    with open(master_csv, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["Decision"].strip() == "Yes":
-                parent[root(row["file_x"])] = root(row["file_y"])
-    groups: dict[str, list[str]] = {}
-    for photo in list(parent):
-        groups.setdefault(root(photo), []).append(photo)
-    return [sorted(g) for g in groups.values()]
-
-
 @pytest.fixture(scope="session")
 def people(ml_service, faces_dir: Path) -> list[Person]:
     """People with at least two photos that pass the ML service's checks, in a stable order."""
     headers = {"Authorization": f"Bearer {ml_service.token}", "Content-Type": "application/octet-stream"}
     found = []
     with httpx.Client(base_url=ml_service.url, headers=headers, timeout=60) as client:
-        for group in _people_from_pairs(faces_dir / "master.csv"):
+        # The join of the labelled same-person pairs that the soak test script uses too.
+        for group in load_script("soak").people_from_pairs(faces_dir / "master.csv"):
             good = []
             for name in group:
                 body = client.post("/v1/analyze", content=(faces_dir / name).read_bytes()).json()

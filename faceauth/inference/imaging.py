@@ -209,4 +209,19 @@ def working_copy(image: DecodedImage, target_side: int | None) -> DecodedImage:
     if factor < 2:
         return image
     small = cv2.resize(image.rgb, (image.width // factor, image.height // factor), interpolation=cv2.INTER_AREA)
-    return DecodedImage(small, image.original_width, image.original_height, image.format)
+    return DecodedImage(small, *_original(image))
+
+
+def _original(image: DecodedImage) -> tuple[int, int, str]:
+    """What a resized copy keeps of `image`: the upload's size (so `scale` maps its pixels back) and format."""
+    return image.original_width, image.original_height, image.format
+
+
+def fit_long_side(image: DecodedImage, side: int) -> DecodedImage:
+    """`image` resized (area averaging) so that its long side is `side`, as the detector and NSFW both fit a
+    photo; an image already that small is returned as it is."""
+    scale = side / max(image.width, image.height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return DecodedImage(cv2.resize(image.rgb, size, interpolation=cv2.INTER_AREA), *_original(image))

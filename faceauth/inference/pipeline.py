@@ -17,14 +17,13 @@ large JPEG at reduced scale (DCT scaling) and use it directly. Either way the fi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 
 from faceauth.config import MLSettings
-from faceauth.inference.imaging import DecodedImage, decode_image, working_copy
+from faceauth.inference.imaging import DecodedImage, decode_image, fit_long_side, working_copy
 from faceauth.inference.models.detector import Detection, DetectorInput
 from faceauth.inference.models.embedder import align_face, crop_template_landmarks, crop_to_aligned
 from faceauth.inference.models.geometry import estimate_pose, face_quality
@@ -94,16 +93,6 @@ class Prepared:
     coarse_faces: list[Detection] | None = None
 
 
-def _fit_long_side(image: DecodedImage, side: int) -> DecodedImage:
-    """`image` resized (area averaging) so its long side is `side`, the way both the detector and NSFW fit it."""
-    scale = side / max(image.width, image.height)
-    if scale >= 1:
-        return image
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    rgb = cv2.resize(image.rgb, size, interpolation=cv2.INTER_AREA)
-    return DecodedImage(rgb, image.original_width, image.original_height, image.format)
-
-
 class _Timer:
     def __init__(self, timings: dict[str, float]) -> None:
         self.timings = timings
@@ -162,7 +151,7 @@ class Pipeline:
         """Decode, and make the inputs that need no face: the coarse detector input and the NSFW letterbox."""
         timings: dict[str, float] = {}
         timer = _Timer(timings)
-        needs_native = models.blur is not None and not aligned
+        needs_native = models.blur is not None
         decoded = self.decode(data, full_resolution=needs_native)
         work = working_copy(decoded, self.settings.decode_target_side or None)
         timer.lap("decode")
@@ -177,7 +166,7 @@ class Pipeline:
         # The coarse detector input and the NSFW letterbox are the same resize (long side to 320): do it once
         # (a smaller coarse size would leave NSFW fewer pixels than it takes).
         share = wants_coarse and models.nsfw is not None and coarse >= NSFW_INPUT_SIZE
-        fitted = _fit_long_side(work, coarse) if share else None
+        fitted = fit_long_side(work, coarse) if share else None
         if models.nsfw is not None:
             item.inputs["nsfw"] = models.nsfw.model_input(fitted or work)
             timer.lap("nsfw")
@@ -186,8 +175,8 @@ class Pipeline:
             if fitted is None:
                 item.coarse_input = models.detector.model_input(work.rgb, (coarse, coarse), full_size=True)
             else:  # made from the fitted copy, but mapping detections back to the working copy
-                blob = models.detector.model_input(fitted.rgb, (coarse, coarse), full_size=True).blob
-                item.coarse_input = DetectorInput(blob, fitted.width / work.width, work.width, work.height)
+                made = models.detector.model_input(fitted.rgb, (coarse, coarse), full_size=True)
+                item.coarse_input = replace(made, scale=fitted.width / work.width, width=work.width, height=work.height)
             item.inputs["detect"] = item.coarse_input
             timer.lap("detect")
         return item

@@ -7,19 +7,14 @@ w600k_mbf's time and a third of MiniFASNetV2's (docs/PERFORMANCE.md). For a slop
 per-channel Mul into a blocked depthwise conv: at batch 1 on one thread w600k_mbf runs 1.8x and MiniFASNetV2
 1.2x as fast, and /v1/analyze answers about 10 % more images per second.
 
-Edits the graph with the `onnx` package (a dependency); should it be missing, models load unchanged (same
-results, slower).
+Edits the graph with the `onnx` package (a dependency of the service for this).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
-_warned_no_onnx = False
 
 
 def prelu_as_max(model) -> int:
@@ -27,7 +22,7 @@ def prelu_as_max(model) -> int:
 
     Returns the number of nodes rewritten. Other PRelus (a computed slope, or any slope above 1) are kept.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper, numpy_helper  # imported when a model loads, not with the module
 
     graph = model.graph
     constants = {init.name: init for init in graph.initializer}
@@ -67,15 +62,9 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def cpu_model(path: Path | str) -> bytes | None:
     """The serialized model at `path` with the CPU rewrites applied, or None to load the file as it is (nothing
-    to rewrite, weights in external files, or no `onnx` package)."""
-    global _warned_no_onnx
-    try:
-        import onnx
-    except ImportError:
-        if not _warned_no_onnx:
-            _warned_no_onnx = True
-            log.info("the onnx package is not installed: PRelu models (ArcFace, MiniFASNet) load without the rewrite")
-        return None
+    to rewrite, or weights in external files)."""
+    import onnx
+
     model = onnx.load(str(path), load_external_data=False)
     if not any(n.op_type == "PRelu" for n in model.graph.node):
         return None
