@@ -55,6 +55,8 @@ class Analysis:
     embedding: np.ndarray | None
     face: dict[str, Any] | None = None
     models: dict[str, Any] = field(default_factory=dict)
+    # Checks asked for but not applicable (an aligned crop: "spoof", which needs the face's surroundings).
+    skipped_checks: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Analysis:
@@ -71,6 +73,7 @@ class Analysis:
             embedding=None if vector is None else np.asarray(vector, dtype=np.float32),
             face=body.get("face"),
             models=body.get("models") or {},
+            skipped_checks=list(body.get("skipped_checks") or []),
         )
 
     def assessment(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class Analysis:
             "face_detected": self.face_detected,
             "faces_count": self.faces_count,
             "reasons": self.reasons,
+            "skipped_checks": self.skipped_checks,
         }
 
 

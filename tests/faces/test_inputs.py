@@ -122,4 +122,5 @@ def test_an_aligned_crop_enrols_and_is_found_from_a_full_photo(api, people, phot
     )
     assert r.status_code == 200, r.text
     assert r.json()["imageQualityAssessment"]["spoof"] is None  # not judged on a tight crop
+    assert r.json()["imageQualityAssessment"]["skipped_checks"] == ["spoof"]  # and the answer says so
     assert match_ids(search(api, "acme", photos(people[0].probe_photo))) == ["crop_1"]
