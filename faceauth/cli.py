@@ -83,9 +83,9 @@ def _with_face_service(fn):
     import asyncio
 
     from faceauth.api.app import make_ml_client
-    from faceauth.client import MLServiceUnavailable
     from faceauth.faces.service import FaceService
     from faceauth.kit.errors import AppError
+    from faceauth.ml_client import MLServiceUnavailable
     from faceauth.storage.errors import StorageUnavailable
     from faceauth.storage.objects import open_object_store
     from faceauth.storage.vectors import open_face_index

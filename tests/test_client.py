@@ -11,7 +11,7 @@ import asyncio
 import httpx
 import pytest
 
-from faceauth.client import MLClient, MLImageRejected, MLServiceUnavailable
+from faceauth.ml_client import MLClient, MLImageRejected, MLServiceUnavailable
 
 ANALYZE_OK = {
     "passed": True,

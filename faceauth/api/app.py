@@ -14,7 +14,6 @@ from faceauth.api.params import error
 from faceauth.auth.keys import KeyStore
 from faceauth.auth.middleware import AuthMiddleware, KeyCache
 from faceauth.auth.ratelimit import RateLimiter
-from faceauth.client import MLClient
 from faceauth.clustering import routes as clustering
 from faceauth.clustering.service import ClusterService
 from faceauth.config import APISettings, load_api_settings
@@ -27,6 +26,7 @@ from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import FACE_API, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
 from faceauth.maintenance import start_sweep, stop_sweep
+from faceauth.ml_client import MLClient
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.objects import ObjectStore, open_object_store
 from faceauth.storage.vectors import FaceIndex, open_face_index

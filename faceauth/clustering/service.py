@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceauth.client import MLClient, MLServiceUnavailable
 from faceauth.clustering.dbscan import dbscan_cosine
 from faceauth.config import APISettings
 from faceauth.faces.service import ml_error, storage_error
 from faceauth.kit.errors import AppError
+from faceauth.ml_client import MLClient, MLServiceUnavailable
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.vectors import FaceIndex, TooManyRows
 

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from faceauth.client import Analysis, MLClient, MLImageRejected, MLServiceUnavailable
 from faceauth.config import APISettings
 from faceauth.images.links import ImageLinks
 from faceauth.images.sources import ImageLoader, ImageSource
 from faceauth.kit.errors import AppError
 from faceauth.kit.imagetypes import sniff_content_type
+from faceauth.ml_client import Analysis, MLClient, MLImageRejected, MLServiceUnavailable
 from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
 from faceauth.storage.keys import face_prefix, revision_key, revision_ms
 from faceauth.storage.objects import ObjectStore
@@ -191,7 +191,7 @@ class FaceService:
             422,
             code,
             f"the photo failed the quality check: {', '.join(reasons)}",
-            details={"failed_checks": reasons, "imageQualityAssessment": analysis.assessment()},
+            details={"failed_checks": reasons, "imageQualityAssessment": analysis.assessment().model_dump()},
         )
 
     # -- writes ---------------------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceauth.client import Analysis
 from faceauth.config import APISettings
 from faceauth.faces.service import FaceService, storage_error
 from faceauth.images.sources import ImageSource
 from faceauth.kit.errors import AppError
+from faceauth.ml_client import Analysis
 from faceauth.storage.errors import StorageUnavailable
 
 MAX_PROBES = 5
@@ -111,7 +111,10 @@ class VerificationService:
                     422,
                     "no_face_detected" if reasons == ["no_face"] else reasons[0],
                     "the reference photo has no usable face",
-                    details={"field": reference.field, "imageQualityAssessment": ref_analysis.assessment()},
+                    details={
+                        "field": reference.field,
+                        "imageQualityAssessment": ref_analysis.assessment().model_dump(),
+                    },
                 )
             ref = Reference("image", None, ref_analysis, ref_analysis.model_id)
             ref_vector = ref_analysis.embedding

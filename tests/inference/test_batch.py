@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from faceauth.client import Analysis, MLClient, MLImageRejected
 from faceauth.inference.app import create_app
 from faceauth.inference.pipeline import Pipeline
 from faceauth.inference.runtime import ComputePool
 from faceauth.inference.service import InferenceService
+from faceauth.ml_client import Analysis, MLClient, MLImageRejected
 from tests.inference.conftest import derived_service
 
 PHOTOS = ["img1.jpg", "img2.jpg", "img11.jpg", "img20.jpg", "couple.jpg", "img33.jpg"]

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-import numpy as np
+from pydantic import BaseModel, ValidationError
 
+from faceauth.contracts.analysis import Analysis, BatchAnalysis, BatchItemOk, DetectedFaces
 from faceauth.kit.metrics import NULL_OBSERVER, MLCallObserver
 
 log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
 
 
 class MLServiceError(Exception):
@@ -38,56 +39,6 @@ class MLServiceUnavailable(MLServiceError):
 
 class MLImageRejected(MLServiceError):
     """The service refused the photo itself (not an image, truncated, too large, too many pixels, ...)."""
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """One `/v1/analyze` answer: the quality verdict and, when there is a usable face, its embedding."""
-
-    passed: bool
-    reasons: list[str]
-    nsfw: dict[str, Any]
-    spoof: dict[str, Any] | None
-    blur: dict[str, Any] | None
-    face_detected: bool
-    faces_count: int
-    model_id: str
-    embedding: np.ndarray | None
-    face: dict[str, Any] | None = None
-    models: dict[str, Any] = field(default_factory=dict)
-    # Checks asked for but not applicable (an aligned crop: "spoof", which needs the face's surroundings).
-    skipped_checks: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Analysis:
-        vector = body.get("embedding")
-        return cls(
-            passed=bool(body["passed"]),
-            reasons=list(body.get("reasons") or []),
-            nsfw=body["nsfw"],
-            spoof=body.get("spoof"),
-            blur=body.get("blur"),
-            face_detected=bool(body.get("face_detected")),
-            faces_count=int(body.get("faces_count") or 0),
-            model_id=str(body["model_id"]),
-            embedding=None if vector is None else np.asarray(vector, dtype=np.float32),
-            face=body.get("face"),
-            models=body.get("models") or {},
-            skipped_checks=list(body.get("skipped_checks") or []),
-        )
-
-    def assessment(self) -> dict[str, Any]:
-        """The `imageQualityAssessment` block of the Face API's answers (the reference's shape, plus why)."""
-        return {
-            "passed": self.passed,
-            "nsfw": self.nsfw,
-            "spoof": self.spoof,
-            "blur": self.blur,
-            "face_detected": self.face_detected,
-            "faces_count": self.faces_count,
-            "reasons": self.reasons,
-            "skipped_checks": self.skipped_checks,
-        }
 
 
 # The photo's fault: passed on to the caller with the ML service's own code.
@@ -170,7 +121,7 @@ class MLClient:
         params = {"aligned": "true"} if aligned else None
         response = await self._send("POST", "/v1/analyze", content=image, headers=headers, params=params)
         if response.status_code == 200:
-            return Analysis.from_json(response.json())
+            return _parse(Analysis, response)
         raise self._error(response)
 
     async def analyze_batch(
@@ -190,27 +141,23 @@ class MLClient:
         response = await self._send("POST", "/v1/analyze/batch", files=files, headers=headers, params=params)
         if response.status_code != 200:
             raise self._error(response)
-        results: list[Analysis | MLImageRejected] = []
-        for item in response.json()["results"]:
-            if item.get("ok"):
-                results.append(Analysis.from_json(item["analysis"]))
-            else:
-                error = item.get("error") or {}
-                status = int(error.get("status") or 422)
-                results.append(MLImageRejected(status, str(error.get("code")), str(error.get("message"))))
-        return results
+        return [
+            item.analysis
+            if isinstance(item, BatchItemOk)
+            else MLImageRejected(item.error.status, item.error.code, item.error.message)
+            for item in _parse(BatchAnalysis, response).results
+        ]
 
     async def detect(self, image: bytes, *, request_id: str | None = None) -> dict[str, Any]:
-        """Every face of the image (the service's /v1/detect body without requestId); raises as `analyze` does."""
+        """Every face of the image (the service's /v1/detect body, checked against the contract, without
+        requestId); raises as `analyze` does."""
         headers = {"Content-Type": "application/octet-stream"}
         if request_id:
             headers["X-Request-ID"] = request_id
         response = await self._send("POST", "/v1/detect", content=image, headers=headers)
         if response.status_code != 200:
             raise self._error(response)
-        body = response.json()
-        body.pop("requestId", None)
-        return body
+        return _parse(DetectedFaces, response).model_dump()
 
     async def ready(self) -> dict[str, Any]:
         """The service's /readyz body; raises MLServiceUnavailable when it is down or not ready."""
@@ -240,3 +187,14 @@ def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def _parse(model: type[T], response: httpx.Response) -> T:
+    """A 200 answer as the contract's model; an answer that is not one is the service failing, not the photo."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        log.error("the ML service answered %s with a body that is not a %s: %s", response.url.path, model.__name__, exc)
+        raise MLServiceUnavailable(
+            503, "ml_service_error", "the ML service sent an answer that cannot be read"
+        ) from None
