@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,6 +38,16 @@ def get_request_id(request: Request) -> str:
 def current_request_id() -> str | None:
     """The id of the request being handled in this context (None outside a request)."""
     return _current_id.get()
+
+
+class Answer(BaseModel):
+    """The base of every response body: it carries the id of the request it answers, filled in from the request
+    being handled, so routes and services never pass the id around to put it there."""
+
+    requestId: str = Field(
+        default_factory=lambda: _current_id.get() or "-",
+        description="The request's id (also in the X-Request-ID header); quote it when reporting a problem.",
+    )
 
 
 class RequestIdMiddleware:
