@@ -1,4 +1,4 @@
-"""Async client for the ML inference service: what the Face API uses, and a small SDK for it.
+"""Async client for the ML inference service: what the Face API uses to reach it.
 
 One `httpx.AsyncClient` per process (connection pool, timeouts). Only failures to *connect* are retried: the
 request never reached the service, so a retry cannot run the models twice or hide an overload. Everything else
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from faceauth.contracts.analysis import Analysis, BatchAnalysis, BatchItemOk, DetectedFaces
 from faceauth.kit.metrics import NULL_OBSERVER, MLCallObserver
+from faceauth.kit.requests import current_request_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
@@ -31,6 +32,8 @@ class MLServiceError(Exception):
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # Set by whoever knows which request field the photo came from (`{"field": "probes[1]"}`).
+        self.details: dict[str, Any] | None = None
 
 
 class MLServiceUnavailable(MLServiceError):
@@ -115,9 +118,7 @@ class MLClient:
 
         `aligned=True`: the image is an already-cropped face (no detection; anti-spoof is not run, `spoof` is None).
         """
-        headers = {"Content-Type": "application/octet-stream"}
-        if request_id:
-            headers["X-Request-ID"] = request_id
+        headers = {"Content-Type": "application/octet-stream", **_request_id(request_id)}
         params = {"aligned": "true"} if aligned else None
         response = await self._send("POST", "/v1/analyze", content=image, headers=headers, params=params)
         if response.status_code == 200:
@@ -135,7 +136,7 @@ class MLClient:
         """
         if not images:
             return []
-        headers = {"X-Request-ID": request_id} if request_id else {}
+        headers = _request_id(request_id)
         files = [("files", (f"{i}", image, "application/octet-stream")) for i, image in enumerate(images)]
         params = {"aligned": "true"} if aligned else None
         response = await self._send("POST", "/v1/analyze/batch", files=files, headers=headers, params=params)
@@ -151,9 +152,7 @@ class MLClient:
     async def detect(self, image: bytes, *, request_id: str | None = None) -> dict[str, Any]:
         """Every face of the image (the service's /v1/detect body, checked against the contract, without
         requestId); raises as `analyze` does."""
-        headers = {"Content-Type": "application/octet-stream"}
-        if request_id:
-            headers["X-Request-ID"] = request_id
+        headers = {"Content-Type": "application/octet-stream", **_request_id(request_id)}
         response = await self._send("POST", "/v1/detect", content=image, headers=headers)
         if response.status_code != 200:
             raise self._error(response)
@@ -179,6 +178,13 @@ class MLClient:
         # 401 (token mismatch), 5xx: a deployment problem, not the caller's photo.
         log.error("ML service answered %s %s: %s", response.status_code, code, message)
         return MLServiceUnavailable(503, "ml_service_error", f"the ML service failed ({response.status_code} {code})")
+
+
+def _request_id(given: str | None) -> dict[str, str]:
+    """The X-Request-ID to send: the one given, else the id of the request being handled (so the ML service's
+    log lines carry the Face API's id), else none (the service makes one)."""
+    request_id = given or current_request_id()
+    return {"X-Request-ID": request_id} if request_id else {}
 
 
 def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:

@@ -107,7 +107,7 @@ def photos(faces_dir: Path, shared_dir: Path) -> Photos:
 
 def new_key(client: TestClient, tenant: str | None, name: str = "tests") -> str:
     """A new API key of `tenant` (None: admin) in the API's own key store; its token."""
-    _, token = client.portal.call(client.app.state.key_store.create, tenant, name)
+    _, token = client.portal.call(client.app.state.container.key_store.create, tenant, name)
     return token
 
 
@@ -127,9 +127,9 @@ def match_ids(response: httpx.Response) -> list[str]:
 def stored_keys(client: TestClient, prefix: str = "") -> list[str]:
     """Every face image key in the API's object store (read through the store itself). Keys starting with "_"
     (API keys, the s3:// drop area) are not face images."""
-    return [k for k in client.portal.call(client.app.state.face_service.objects.list, prefix) if not k.startswith("_")]
+    return [k for k in client.portal.call(client.app.state.container.objects.list, prefix) if not k.startswith("_")]
 
 
 def stored_rows(client: TestClient, tenant: str, face_id: str) -> list:
     """Every vector row of (tenant, face_id) in the API's Milvus collection."""
-    return client.portal.call(client.app.state.face_service.index.find, tenant, face_id)
+    return client.portal.call(client.app.state.container.index.find, tenant, face_id)

@@ -450,8 +450,8 @@ def _one(stage: Stage, keyword: str) -> list[str]:
 
 
 DOCKERFILES = [
-    pytest.param("Dockerfile", "api", 8000, APISettings, "_run_api", id="api"),
-    pytest.param("ml_inference.Dockerfile", "ml-inference", 8001, MLSettings, "_run_ml", id="ml-inference"),
+    pytest.param("Dockerfile", "api", 8000, APISettings, "run_api", id="api"),
+    pytest.param("ml_inference.Dockerfile", "ml-inference", 8001, MLSettings, "run_ml", id="ml-inference"),
 ]
 
 

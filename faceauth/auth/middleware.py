@@ -2,22 +2,22 @@
 
 Pure ASGI: a request without a valid key is answered 401 from its headers alone, so nobody can make the API parse
 a large upload (or download a URL) without a key. The key's tenant is handed to the routes in the request state;
-each route then checks the tenant it was asked about (`Principal.scope`).
+each route's tenant-scope dependency then checks the tenant it was asked about (`Principal.scope`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from faceauth.auth.keys import ApiKey, KeyStore, parse_token
+from faceauth.auth.principal import ANONYMOUS_ADMIN, Principal
 from faceauth.auth.ratelimit import RateLimiter, retry_after
-from faceauth.images.links import LINK_PATH
-from faceauth.kit.errors import AppError, error_body
+from faceauth.kit.errors import AppError, error_body, unavailable
 from faceauth.storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -31,34 +31,6 @@ _MISS_SECONDS = 2.0
 # When the object store is down, keys read before stay usable this long.
 _STALE_SECONDS = 600.0
 _MAX_CACHED = 10_000
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a tenant key, an admin key, or anybody when authentication is disabled."""
-
-    key_id: str | None
-    tenant: str | None  # None: all tenants (admin key, or authentication disabled)
-
-    @property
-    def admin(self) -> bool:
-        return self.tenant is None
-
-    def scope(self, tenant: str | None) -> str | None:
-        """The tenant this request may act on: the one it names, which must be the key's own, or the key's own
-        when it names none. Checked before anything is read, so a 403 says nothing about what exists."""
-        if self.tenant is None or tenant is None:
-            return tenant if self.tenant is None else self.tenant
-        if tenant != self.tenant:
-            raise AppError(403, "forbidden", "this API key is not allowed to act on that tenant")
-        return tenant
-
-    def require_admin(self) -> None:
-        if not self.admin:
-            raise AppError(403, "forbidden", "this operation needs an admin API key")
-
-
-ANONYMOUS_ADMIN = Principal(None, None)
 
 
 class KeyCache:
@@ -97,13 +69,26 @@ def _token(scope: Scope) -> str | None:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, disabled: bool, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        disabled: bool,
+        limiter: RateLimiter,
+        key_cache: Callable[[], KeyCache | None],
+        open_prefixes: Iterable[str] = (),
+    ) -> None:
+        """`key_cache` gives the app's key cache (None until the app has started); paths in OPEN_PATHS or under
+        `open_prefixes` (signed image links: the signature is the permission) need no key."""
         self.app = app
         self.disabled = disabled
         self.limiter = limiter
+        self.key_cache = key_cache
+        self.open_prefixes = tuple(open_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(LINK_PATH):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(self.open_prefixes):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
@@ -138,15 +123,13 @@ class AuthMiddleware:
                 401, "unauthorized", "send an API key (X-Api-Key or Authorization: Bearer)", headers=challenge
             )
         key_id = parse_token(token)
-        cache: KeyCache | None = getattr(scope["app"].state, "key_cache", None)
+        cache = self.key_cache()
         if cache is None:  # not started yet
-            raise AppError(503, "service_unavailable", "starting up", headers={"Retry-After": "1"})
+            raise unavailable("service_unavailable", "starting up")
         try:
             key = await cache.get(key_id) if key_id else None
         except StorageUnavailable:
-            raise AppError(
-                503, "object_store_unavailable", "API keys cannot be checked now; retry", headers={"Retry-After": "1"}
-            ) from None
+            raise unavailable("object_store_unavailable", "API keys cannot be checked now; retry") from None
         if key is None or not key.active or not key.matches(token):
             raise AppError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
         return Principal(key.key_id, key.tenant)

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from faceauth.api.deps import ClusterServiceDep, PrincipalDep, RequestIdDep
-from faceauth.api.params import error
+from fastapi import APIRouter, Depends
+
 from faceauth.clustering import schemas
+from faceauth.clustering.service import ClusterService
 from faceauth.kit.errors import AppError
+from faceauth.web.deps import PrincipalDep, provided
+from faceauth.web.params import error
 
 router = APIRouter(prefix="/v1/faces", tags=["faces"])
+
+ClusterServiceDep = Annotated[ClusterService, Depends(provided(ClusterService))]
+
+
+async def _scoped_request(body: schemas.ClusterRequest, principal: PrincipalDep) -> schemas.ClusterRequest:
+    """The request, once its tenant (in the JSON body) is one the caller's key may act on."""
+    if (body.tenant is None) == (body.embeddings is None):
+        raise AppError(422, "validation_error", "give exactly one of tenant (its faces) or embeddings")
+    if body.tenant is not None:
+        principal.allow(body.tenant)
+    return body
 
 
 @router.post(
@@ -23,23 +37,17 @@ router = APIRouter(prefix="/v1/faces", tags=["faces"])
         503: error("Milvus or the ML service is unavailable"),
     },
 )
-async def cluster(
-    body: schemas.ClusterRequest, service: ClusterServiceDep, request_id: RequestIdDep, principal: PrincipalDep
-):
-    if (body.tenant is None) == (body.embeddings is None):
-        raise AppError(422, "validation_error", "give exactly one of tenant (its faces) or embeddings")
+async def cluster(body: Annotated[schemas.ClusterRequest, Depends(_scoped_request)], service: ClusterServiceDep):
     if body.tenant is not None:
-        principal.scope(body.tenant)
         result = await service.cluster_tenant(body.tenant, eps=body.eps, min_samples=body.min_samples)
     else:
         result = await service.cluster_embeddings(
             body.embeddings or [], body.ids, eps=body.eps, min_samples=body.min_samples
         )
-    return {
-        "requestId": request_id,
-        "clusters": [{"label": i, "size": len(ids), "ids": ids} for i, ids in enumerate(result.clusters)],
-        "noise": result.noise,
-        "eps": body.eps,
-        "min_samples": body.min_samples,
-        "model_id": result.model_id,
-    }
+    return schemas.ClusterResponse(
+        clusters=[schemas.Cluster(label=i, size=len(ids), ids=ids) for i, ids in enumerate(result.clusters)],
+        noise=result.noise,
+        eps=body.eps,
+        min_samples=body.min_samples,
+        model_id=result.model_id,
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from faceauth.faces.schemas import ID_PATTERN, TENANT_MAX
+from faceauth.contracts.ids import ID_PATTERN, TENANT_MAX
+from faceauth.kit.requests import Answer
 
 
 class ClusterRequest(BaseModel):
@@ -29,8 +30,7 @@ class Cluster(BaseModel):
     ids: list[str]
 
 
-class ClusterResponse(BaseModel):
-    requestId: str
+class ClusterResponse(Answer):
     clusters: list[Cluster] = Field(description="Largest first.")
     noise: list[str] = Field(description="Points in no cluster.")
     eps: float

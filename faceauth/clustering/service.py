@@ -9,10 +9,8 @@ import numpy as np
 
 from faceauth.clustering.dbscan import dbscan_cosine
 from faceauth.config import APISettings
-from faceauth.faces.service import ml_error, storage_error
-from faceauth.kit.errors import AppError
-from faceauth.ml_client import MLClient, MLServiceUnavailable
-from faceauth.storage.errors import StorageUnavailable
+from faceauth.kit.errors import AppError, unavailable
+from faceauth.ml_client import MLClient
 from faceauth.storage.vectors import FaceIndex, TooManyRows
 
 
@@ -34,8 +32,6 @@ class ClusterService:
         model_id = await self._current_model_id()
         try:
             found = await self.index.vectors(tenant, model_id=model_id, max_rows=self._max_rows)
-        except StorageUnavailable as exc:
-            raise storage_error(exc, "reading the tenant's faces") from None
         except TooManyRows:
             raise self._too_many() from None
         ids = [r.face_id for r in found.records]
@@ -68,13 +64,10 @@ class ClusterService:
         return AppError(413, "too_many_faces", f"more than {limit} faces to cluster (FACEAUTH_CLUSTER_MAX_FACES)")
 
     async def _current_model_id(self) -> str:
-        try:
-            body = await self.ml.ready()
-        except MLServiceUnavailable as exc:
-            raise ml_error(exc) from None
+        body = await self.ml.ready()
         model_id = ((body.get("models") or {}).get("embedder") or {}).get("model_id")
         if not model_id:
-            raise AppError(503, "ml_service_unavailable", "the ML service reports no embedding model")
+            raise unavailable("ml_service_unavailable", "the ML service reports no embedding model")
         return str(model_id)
 
     async def _run(

@@ -1,37 +1,29 @@
-"""/v1/faces: enrol (one or a batch), search, detect, get, delete. Thin: parse, call the service, shape the answer."""
+"""/v1/faces: enrol (one or a batch), search, detect, get, delete, image links. Thin: parse, call the service,
+shape the answer."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
-from faceauth.api.deps import FaceServiceDep, ImageDep, PrincipalDep, RequestIdDep, SettingsDep, read_upload
-from faceauth.api.params import (
-    COMMON_ERRORS,
-    ID_DOC,
-    PHOTO_ERRORS,
-    AlignedForm,
-    FaceIdForm,
-    TenantForm,
-    TenantQuery,
-    error,
-)
+from faceauth.contracts.ids import FACE_ID_MAX, ID_DOC, ID_PATTERN, TOP_K_MAX, is_valid_id
 from faceauth.faces import schemas
-from faceauth.faces.service import BatchItem, Enrolment, iso_utc
-from faceauth.images.sources import ImageSource
+from faceauth.faces.service import BatchItem, Enrolment, FaceService
 from faceauth.kit.errors import AppError
-from faceauth.storage.vectors import FaceRecord
+from faceauth.photos.deps import PhotoDep, batch_photos
+from faceauth.web.deps import ScopedTenantForm, ScopedTenantQuery, SettingsDep, optional_tenant_form, provided
+from faceauth.web.params import COMMON_ERRORS, PHOTO_ERRORS, AlignedForm, FaceIdForm, FaceIdPath, FaceIdQuery, error
 
 router = APIRouter(prefix="/v1/faces", tags=["faces"])
 
+FaceServiceDep = Annotated[FaceService, Depends(provided(FaceService))]
 SubjectForm = Annotated[
     str | None,
     Form(
         description="the person this face belongs to (several faces may share it); default: the face id",
-        pattern=schemas.ID_PATTERN,
-        max_length=schemas.FACE_ID_MAX,
+        pattern=ID_PATTERN,
+        max_length=FACE_ID_MAX,
     ),
 ]
 DedupForm = Annotated[
@@ -50,24 +42,12 @@ _ENROL = {
 }
 
 
-def face_out(record: FaceRecord) -> dict:
-    return {
-        "face_id": record.face_id,
-        "subject_id": record.subject_id,
-        "tenant": record.tenant,
-        "object_key": record.object_key,
-        "model_id": record.model_id,
-        "created_at": iso_utc(record.created_at_ms),
-    }
-
-
-def _enrolled(request_id: str, operation: str, result: Enrolment) -> dict:
-    return {
-        "requestId": request_id,
-        "imageQualityAssessment": result.analysis.assessment(),
-        "userOperationResult": {"operation": operation, "status": "success"},
-        "face": face_out(result.record),
-    }
+def _enrolled(operation: Literal["INSERT", "UPSERT"], result: Enrolment) -> schemas.EnrollResponse:
+    return schemas.EnrollResponse(
+        imageQualityAssessment=result.analysis.assessment(),
+        userOperationResult=schemas.UserOperationResult(operation=operation),
+        face=schemas.FaceRecordOut.of(result.record),
+    )
 
 
 @router.post(
@@ -84,20 +64,15 @@ def _enrolled(request_id: str, operation: str, result: Enrolment) -> dict:
 )
 async def insert(
     id: FaceIdForm,
-    tenant: TenantForm,
-    image: ImageDep,
+    tenant: ScopedTenantForm,
+    photo: PhotoDep,
     service: FaceServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
     subject_id: SubjectForm = None,
     dedup: DedupForm = False,
     aligned: AlignedForm = False,
 ):
-    principal.scope(tenant)
-    result = await service.enroll(
-        tenant, id, image, subject_id=subject_id, replace=False, dedup=dedup, aligned=aligned, request_id=request_id
-    )
-    return _enrolled(request_id, "INSERT", result)
+    result = await service.enroll(tenant, id, photo, subject_id=subject_id, replace=False, dedup=dedup, aligned=aligned)
+    return _enrolled("INSERT", result)
 
 
 @router.post(
@@ -108,20 +83,15 @@ async def insert(
 )
 async def upsert(
     id: FaceIdForm,
-    tenant: TenantForm,
-    image: ImageDep,
+    tenant: ScopedTenantForm,
+    photo: PhotoDep,
     service: FaceServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
     subject_id: SubjectForm = None,
     dedup: DedupForm = False,
     aligned: AlignedForm = False,
 ):
-    principal.scope(tenant)
-    result = await service.enroll(
-        tenant, id, image, subject_id=subject_id, replace=True, dedup=dedup, aligned=aligned, request_id=request_id
-    )
-    return _enrolled(request_id, "UPSERT", result)
+    result = await service.enroll(tenant, id, photo, subject_id=subject_id, replace=True, dedup=dedup, aligned=aligned)
+    return _enrolled("UPSERT", result)
 
 
 @router.post(
@@ -131,14 +101,12 @@ async def upsert(
     responses={**PHOTO_ERRORS, 422: error("bad field or unreadable image")},
 )
 async def search(
-    tenant: TenantForm,
-    image: ImageDep,
+    tenant: ScopedTenantForm,
+    photo: PhotoDep,
     service: FaceServiceDep,
     settings: SettingsDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
     id: Annotated[str | None, Form(description="an identifier for this query, echoed", max_length=256)] = None,
-    top_k: Annotated[int | None, Query(ge=1, le=schemas.TOP_K_MAX, description="1..100, default 5")] = None,
+    top_k: Annotated[int | None, Query(ge=1, le=TOP_K_MAX, description="1..100, default 5")] = None,
     threshold: Annotated[
         float | None, Query(ge=0.0, le=1.0, description="minimum cosine score, 0..1; default from settings")
     ] = None,
@@ -147,27 +115,21 @@ async def search(
     ] = "face",
     aligned: AlignedForm = False,
 ):
-    principal.scope(tenant)
     top_k = top_k or settings.search_default_top_k
     threshold = settings.milvus_search_threshold if threshold is None else threshold
-    outcome = await service.search(
-        tenant, image, top_k=top_k, threshold=threshold, group_by=group_by, aligned=aligned, request_id=request_id
+    outcome = await service.search(tenant, photo, top_k=top_k, threshold=threshold, group_by=group_by, aligned=aligned)
+    return schemas.SearchResponse(
+        queryId=id,
+        imageQualityAssessment=outcome.analysis.assessment(),
+        searchResult=schemas.SearchResult(
+            matches=[schemas.Match.of(m) for m in outcome.matches],
+            threshold=threshold,
+            top_k=top_k,
+            group_by=group_by,
+            model_id=outcome.analysis.model_id,
+            skipped_reason=outcome.skipped_reason,
+        ),
     )
-    return {
-        "requestId": request_id,
-        "queryId": id,
-        "imageQualityAssessment": outcome.analysis.assessment(),
-        "searchResult": {
-            "matches": [
-                {"id": m.face_id, "subject_id": m.subject_id, "score": round(m.score, 6)} for m in outcome.matches
-            ],
-            "threshold": threshold,
-            "top_k": top_k,
-            "group_by": group_by,
-            "model_id": outcome.analysis.model_id,
-            "skipped_reason": outcome.skipped_reason,
-        },
-    }
 
 
 @router.delete(
@@ -176,16 +138,9 @@ async def search(
     summary="Delete a face of a tenant: its vector and its image",
     responses={**COMMON_ERRORS, 404: error("face_not_found")},
 )
-async def delete(
-    id: Annotated[str, Query(pattern=schemas.ID_PATTERN, max_length=schemas.FACE_ID_MAX, description=ID_DOC)],
-    tenant: TenantQuery,
-    service: FaceServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
-):
-    principal.scope(tenant)
+async def delete(id: FaceIdQuery, tenant: ScopedTenantQuery, service: FaceServiceDep):
     await service.delete(tenant, id)
-    return {"requestId": request_id, "userOperationResult": {"operation": "DELETE", "status": "success"}}
+    return schemas.DeleteResponse(userOperationResult=schemas.UserOperationResult(operation="DELETE"))
 
 
 @router.get(
@@ -194,16 +149,9 @@ async def delete(
     summary="A face's record in a tenant",
     responses={**COMMON_ERRORS, 404: error("face_not_found")},
 )
-async def get(
-    face_id: Annotated[str, Path(pattern=schemas.ID_PATTERN, max_length=schemas.FACE_ID_MAX, description=ID_DOC)],
-    tenant: TenantQuery,
-    service: FaceServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
-):
-    principal.scope(tenant)
+async def get(face_id: FaceIdPath, tenant: ScopedTenantQuery, service: FaceServiceDep):
     record = await service.get(tenant, face_id)
-    return {"requestId": request_id, **face_out(record)}
+    return schemas.FaceResponse(**schemas.FaceRecordOut.of(record).model_dump())
 
 
 @router.post(
@@ -213,41 +161,11 @@ async def get(
     responses={**PHOTO_ERRORS, 422: error("bad field or unreadable image")},
 )
 async def detect(
-    image: ImageDep,
+    photo: PhotoDep,
     service: FaceServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
-    tenant: Annotated[
-        str | None,
-        Form(
-            description="only for an s3:// image_url under the tenant's own images",
-            pattern=schemas.ID_PATTERN,
-            max_length=schemas.TENANT_MAX,
-        ),
-    ] = None,
+    tenant: Annotated[str | None, optional_tenant_form("only for an s3:// image_url under the tenant's own images")],
 ):
-    body = await service.detect(image, tenant=principal.scope(tenant), request_id=request_id)
-    return {"requestId": request_id, **body}
-
-
-async def _batch_sources(
-    request: Request, files: list[UploadFile], images_b64: list[str], image_urls: list[str], count: int
-) -> list[ImageSource]:
-    """The items' photos, all sent in one of the three forms, one per id."""
-    given = [
-        name for name, values in (("files", files), ("images_b64", images_b64), ("image_urls", image_urls)) if values
-    ]
-    if len(given) != 1:
-        raise AppError(422, "image_missing", "send the photos in exactly one of: files, images_b64, image_urls")
-    name = given[0]
-    sent = len(files or images_b64 or image_urls)
-    if sent != count:
-        raise AppError(422, "batch_mismatch", f"{count} ids but {sent} {name}: send one photo per id")
-    if files:
-        return [await read_upload(request, f, f"files[{i}]") for i, f in enumerate(files)]
-    if images_b64:
-        return [ImageSource(f"images_b64[{i}]", b64=v) for i, v in enumerate(images_b64)]
-    return [ImageSource(f"image_urls[{i}]", url=v) for i, v in enumerate(image_urls)]
+    return schemas.DetectResponse(**await service.detect(photo, tenant=tenant))
 
 
 @router.post(
@@ -262,13 +180,10 @@ async def _batch_sources(
     },
 )
 async def batch_insert(
-    request: Request,
-    tenant: TenantForm,
+    tenant: ScopedTenantForm,
     ids: Annotated[list[str], Form(description="one id per photo, in the same order")],
     service: FaceServiceDep,
     settings: SettingsDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
     files: Annotated[list[UploadFile], File(description="the photos, in the order of ids")] = [],  # noqa: B006
     images_b64: Annotated[list[str], Form(description="or: the photos as base64")] = [],  # noqa: B006
     image_urls: Annotated[list[str], Form(description="or: the photos' URLs")] = [],  # noqa: B006
@@ -279,47 +194,38 @@ async def batch_insert(
     dedup: DedupForm = False,
     aligned: AlignedForm = False,
 ):
-    principal.scope(tenant)
     if len(ids) > settings.max_batch:
         raise AppError(413, "batch_too_large", f"at most {settings.max_batch} photos per batch (FACEAUTH_MAX_BATCH)")
     if subject_ids and len(subject_ids) != len(ids):
         raise AppError(422, "batch_mismatch", f"{len(ids)} ids but {len(subject_ids)} subject_ids")
     _check_batch_ids(ids, subject_ids)
-    sources = await _batch_sources(request, files, images_b64, image_urls, len(ids))
+    photos = await batch_photos(settings.max_image_bytes, files, images_b64, image_urls, len(ids))
     items = [
-        BatchItem(face_id, (subject_ids[i] if subject_ids else None) or None, source)
-        for i, (face_id, source) in enumerate(zip(ids, sources, strict=True))
+        BatchItem(face_id, (subject_ids[i] if subject_ids else None) or None, photo)
+        for i, (face_id, photo) in enumerate(zip(ids, photos, strict=True))
     ]
-    outcomes = await service.batch_insert(
-        tenant, items, replace=upsert, dedup=dedup, aligned=aligned, request_id=request_id
-    )
-    results = []
-    for i, outcome in enumerate(outcomes):
-        entry: dict = {"index": i, "id": outcome.face_id}
-        if outcome.enrolment is not None:
-            entry |= {
-                "status": 200,
-                "imageQualityAssessment": outcome.enrolment.analysis.assessment(),
-                "face": face_out(outcome.enrolment.record),
-            }
-        else:
-            error = outcome.error
-            assert error is not None
-            entry |= {
-                "status": error.status,
-                "error": {"code": error.code, "message": error.message, "details": error.details},
-            }
-        results.append(entry)
-    succeeded = sum(r["status"] == 200 for r in results)
-    return {"requestId": request_id, "succeeded": succeeded, "failed": len(results) - succeeded, "results": results}
+    outcomes = await service.batch_insert(tenant, items, replace=upsert, dedup=dedup, aligned=aligned)
+    results = [
+        schemas.BatchItemResult(
+            index=i,
+            id=outcome.face_id,
+            status=200,
+            imageQualityAssessment=outcome.enrolment.analysis.assessment(),
+            face=schemas.FaceRecordOut.of(outcome.enrolment.record),
+        )
+        if outcome.enrolment is not None
+        else schemas.BatchItemResult.failed(i, outcome.face_id, outcome.error)  # type: ignore[arg-type]
+        for i, outcome in enumerate(outcomes)
+    ]
+    succeeded = sum(r.status == 200 for r in results)
+    return schemas.BatchInsertResponse(succeeded=succeeded, failed=len(results) - succeeded, results=results)
 
 
 def _check_batch_ids(ids: list[str], subject_ids: list[str]) -> None:
     """Form lists cannot carry per-item patterns in OpenAPI: check each id like the single routes do."""
-    pattern = re.compile(schemas.ID_PATTERN)
     for name, values in (("ids", ids), ("subject_ids", [s for s in subject_ids if s])):
         for i, value in enumerate(values):
-            if len(value) > schemas.FACE_ID_MAX or not pattern.fullmatch(value):
+            if not is_valid_id(value):
                 raise AppError(
                     422,
                     "validation_error",
@@ -334,14 +240,6 @@ def _check_batch_ids(ids: list[str], subject_ids: list[str]) -> None:
     summary="A short-lived link to the face's stored image (expires after FACEAUTH_IMAGE_LINK_SECONDS)",
     responses={**COMMON_ERRORS, 404: error("face_not_found, or image_not_stored (FACEAUTH_STORE_IMAGES=false)")},
 )
-async def image_url(
-    request: Request,
-    face_id: Annotated[str, Path(pattern=schemas.ID_PATTERN, max_length=schemas.FACE_ID_MAX, description=ID_DOC)],
-    tenant: TenantQuery,
-    service: FaceServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
-):
-    principal.scope(tenant)
+async def image_url(request: Request, face_id: FaceIdPath, tenant: ScopedTenantQuery, service: FaceServiceDep):
     url, expires_at = await service.image_link(tenant, face_id, str(request.base_url))
-    return {"requestId": request_id, "face_id": face_id, "url": url, "expires_at": iso_utc(expires_at * 1000)}
+    return schemas.ImageLinkResponse(face_id=face_id, url=url, expires_at=schemas.iso_utc(expires_at * 1000))

@@ -1,27 +1,30 @@
-"""Request fields and response bodies of the face endpoints (the reference contract's shapes, plus extras)."""
+"""Response bodies of the face endpoints (the reference contract's shapes, plus extras)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # The ML service's verdict (`imageQualityAssessment`) and its detected faces, passed through unchanged.
-from faceauth.inference.schemas import Assessment as ImageQualityAssessment
-from faceauth.inference.schemas import Face as DetectedFace
-from faceauth.kit.errors import ErrorDetail, ErrorResponse  # noqa: F401  (re-exported)
+from faceauth.contracts.analysis import Assessment as ImageQualityAssessment
+from faceauth.contracts.analysis import DetectedFaces
+from faceauth.kit.errors import AppError, ErrorDetail
+from faceauth.kit.requests import Answer
+from faceauth.storage.vectors import FaceRecord
+from faceauth.storage.vectors import Match as FoundMatch
 
-# Ids are path segments of object keys ("tenant/face_id/revision") and literals in Milvus filters, so they
-# keep to a small, documented character set: no "/", quotes, spaces or control characters.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
-FACE_ID_MAX = 128
-TENANT_MAX = 256
-TOP_K_MAX = 100
+
+def iso_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class UserOperationResult(BaseModel):
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     operation: Literal["INSERT", "UPSERT", "DELETE"]
-    status: Literal["success"]
+    status: Literal["success"] = "success"
 
 
 class FaceRecordOut(BaseModel):
@@ -32,9 +35,19 @@ class FaceRecordOut(BaseModel):
     model_id: str = Field(description="The embedding model that produced the stored vector.")
     created_at: str = Field(description="When this revision of the face was stored (UTC, ISO 8601).")
 
+    @classmethod
+    def of(cls, record: FaceRecord) -> FaceRecordOut:
+        return cls(
+            face_id=record.face_id,
+            subject_id=record.subject_id,
+            tenant=record.tenant,
+            object_key=record.object_key,
+            model_id=record.model_id,
+            created_at=iso_utc(record.created_at_ms),
+        )
 
-class EnrollResponse(BaseModel):
-    requestId: str
+
+class EnrollResponse(Answer):
     imageQualityAssessment: ImageQualityAssessment
     userOperationResult: UserOperationResult
     face: FaceRecordOut
@@ -44,6 +57,10 @@ class Match(BaseModel):
     id: str = Field(description="The face id (with group_by=subject: the subject's best-matching face).")
     subject_id: str
     score: float = Field(description="Cosine similarity, -1..1; matches are >= the threshold, best first.")
+
+    @classmethod
+    def of(cls, match: FoundMatch) -> Match:
+        return cls(id=match.face_id, subject_id=match.subject_id, score=round(match.score, 6))
 
 
 class SearchResult(BaseModel):
@@ -57,19 +74,14 @@ class SearchResult(BaseModel):
     )
 
 
-class SearchResponse(BaseModel):
-    requestId: str
+class SearchResponse(Answer):
     queryId: str | None = Field(None, description="The `id` form field, echoed.")
     imageQualityAssessment: ImageQualityAssessment
     searchResult: SearchResult
 
 
-class DetectResponse(BaseModel):
-    requestId: str
-    width: int
-    height: int
-    faces_count: int
-    faces: list[DetectedFace] = Field(description="Every face, largest first.")
+class DetectResponse(Answer, DetectedFaces):
+    pass
 
 
 class BatchItemResult(BaseModel):
@@ -80,44 +92,27 @@ class BatchItemResult(BaseModel):
     face: FaceRecordOut | None = None
     error: ErrorDetail | None = None
 
+    @classmethod
+    def failed(cls, index: int, face_id: str, error: AppError) -> BatchItemResult:
+        detail = ErrorDetail(code=error.code, message=error.message, details=error.details)
+        return cls(index=index, id=face_id, status=error.status, error=detail)
 
-class BatchInsertResponse(BaseModel):
-    requestId: str
+
+class BatchInsertResponse(Answer):
     succeeded: int
     failed: int
     results: list[BatchItemResult]
 
 
-class ImageLinkResponse(BaseModel):
-    requestId: str
+class ImageLinkResponse(Answer):
     face_id: str
     url: str = Field(description="GET it without an API key until it expires; share it only with who may see the face.")
     expires_at: str = Field(description="UTC, ISO 8601.")
 
 
-class DeleteResponse(BaseModel):
-    requestId: str
+class DeleteResponse(Answer):
     userOperationResult: UserOperationResult
 
 
-class FaceResponse(FaceRecordOut):
-    requestId: str
-
-
-class HealthResponse(BaseModel):
-    requestId: str
-    status: Literal["ok"]
-
-
-class DependencyState(BaseModel):
-    status: Literal["ok", "down"]
-    detail: str | None = None
-    latency_ms: float | None = None
-
-
-class ReadyResponse(BaseModel):
-    requestId: str
-    status: Literal["ok", "unavailable"]
-    checks: dict[str, DependencyState] = Field(description="milvus, object_store, ml_service.")
-    model_id: str | None = Field(None, description="The embedding model the ML service has loaded.")
-    warnings: list[str] = Field(default_factory=list)
+class FaceResponse(Answer, FaceRecordOut):
+    pass

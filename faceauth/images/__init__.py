@@ -1,1 +1,1 @@
-"""Images given by reference: downloading a photo from a URL safely."""
+"""Stored face images, shared through short-lived links (presigned by S3, or signed by the Face API itself)."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
-from faceauth.api.deps import FaceServiceDep
-from faceauth.api.params import error
+from faceauth.images.service import ImageService
+from faceauth.web.deps import provided
+from faceauth.web.params import error
 
 router = APIRouter(tags=["faces"])
+
+ImageServiceDep = Annotated[ImageService, Depends(provided(ImageService))]
 
 
 @router.get(
@@ -20,7 +23,7 @@ router = APIRouter(tags=["faces"])
     summary="A stored face image, through a link from /v1/faces/image-url (valid until it expires)",
     responses={200: {"content": {"image/jpeg": {}}, "description": "the image"}, 404: error("link_invalid")},
 )
-async def linked_image(token: Annotated[str, Path(max_length=2048)], service: FaceServiceDep):
-    data, content_type = await service.linked_image(token)
+async def linked_image(token: Annotated[str, Path(max_length=2048)], service: ImageServiceDep):
+    image = await service.linked_image(token)
     # Private: a shared cache must not keep a face after the link expires.
-    return Response(data, media_type=content_type, headers={"Cache-Control": "private, no-store"})
+    return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "private, no-store"})

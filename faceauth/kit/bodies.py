@@ -6,6 +6,8 @@ The limit is enforced while the body streams in (pure ASGI), so an oversized upl
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 
 from starlette.datastructures import UploadFile
@@ -78,6 +80,50 @@ class BodyLimitMiddleware:
         )
 
 
+def _details(field: str | None) -> dict | None:
+    return {"field": field} if field else None
+
+
+def image_too_large(limit: int, field: str | None = None) -> AppError:
+    return AppError(413, "payload_too_large", f"the image is larger than {limit} bytes", details=_details(field))
+
+
+async def read_capped(upload: UploadFile, limit: int, *, field: str | None = None) -> bytes:
+    """An uploaded file's bytes, reading at most `limit` + 1 of them: 413 beyond the limit, 400 when empty."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise image_too_large(limit, field)
+    if not data:
+        raise AppError(400, "empty_image", "the uploaded file is empty", details=_details(field))
+    return data
+
+
+def decode_base64_image(text: str, limit: int, *, field: str | None = None) -> bytes:
+    """A photo sent as base64 text: standard or URL-safe alphabet, padding optional, line breaks and a data: URL
+    prefix tolerated. Refused by its length before anything is decoded (413), and 400 when it is not base64."""
+    name = field or "image_b64"
+    if not isinstance(text, str) or not text.strip():
+        raise AppError(400, "empty_image", f"{name} is empty", details=_details(field))
+    if text.startswith("data:"):  # data:image/jpeg;base64,....
+        text = text.partition(",")[2]
+    text = "".join(text.split())  # line breaks are common in base64 from other tools
+    # 4 characters carry 3 bytes: refuse an oversized payload before allocating its decoded copy.
+    if len(text) * 3 // 4 > limit + 3:
+        raise image_too_large(limit, field)
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise AppError(400, "invalid_base64", f"{name} is not valid base64", details=_details(field)) from None
+    if not data:
+        raise AppError(400, "empty_image", f"{name} decodes to no bytes", details=_details(field))
+    if len(data) > limit:
+        raise image_too_large(limit, field)
+    return data
+
+
 IMAGE_FIELDS = ("file", "image")
 
 
@@ -113,15 +159,14 @@ async def read_image_payload(request: Request, max_image_bytes: int) -> bytes | 
         upload = next((form[f] for f in IMAGE_FIELDS if isinstance(form.get(f), UploadFile)), None)
         if upload is None:
             raise AppError(422, "validation_error", "the multipart body needs a file field named 'file'")
-        data = await upload.read(max_image_bytes + 1)
-        await form.close()
-        if len(data) > max_image_bytes:
-            raise AppError(413, "payload_too_large", f"the image is larger than {max_image_bytes} bytes")
-        return data
+        try:
+            return await read_capped(upload, max_image_bytes)
+        finally:
+            await form.close()
     if content_type.startswith("image/") or content_type == "application/octet-stream":
         data = await request.body()
         if len(data) > max_image_bytes:
-            raise AppError(413, "payload_too_large", f"the image is larger than {max_image_bytes} bytes")
+            raise image_too_large(max_image_bytes)
         return data
     raise AppError(
         415,

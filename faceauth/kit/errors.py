@@ -41,6 +41,15 @@ class AppError(Exception):
         self.headers = headers
 
 
+# Every 503 says when to try again: the outage may be over in a moment, and clients should not hammer meanwhile.
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+def unavailable(code: str, message: str) -> AppError:
+    """A 503 (a dependency is down, or a write is only partly done): the client retries after a second."""
+    return AppError(503, code, message, headers=dict(RETRY_AFTER))
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -61,10 +70,17 @@ def error_body(request_id: str, code: str, message: str, details: dict[str, Any]
     return {"requestId": request_id, "error": error}
 
 
-def _respond(request: Request, status: int, code: str, message: str, details=None, headers=None):
+def respond(request: Request, exc: AppError) -> JSONResponse:
+    """The error answer for `exc`, with the request's id."""
     return JSONResponse(
-        error_body(get_request_id(request), code, message, details), status_code=status, headers=headers
+        error_body(get_request_id(request), exc.code, exc.message, exc.details),
+        status_code=exc.status,
+        headers=exc.headers,
     )
+
+
+def _respond(request: Request, status: int, code: str, message: str, details=None, headers=None):
+    return respond(request, AppError(status, code, message, details=details, headers=headers))
 
 
 _HTTP_CODES = {
@@ -100,7 +116,7 @@ def allowed_methods(request: Request) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError):
-        return _respond(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return respond(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

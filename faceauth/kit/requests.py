@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +43,9 @@ def current_request_id() -> str | None:
 class Answer(BaseModel):
     """The base of every response body: it carries the id of the request it answers, filled in from the request
     being handled, so routes and services never pass the id around to put it there."""
+
+    # Every answer has it: required in the documented response schema, although routes need not set it.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     requestId: str = Field(
         default_factory=lambda: _current_id.get() or "-",

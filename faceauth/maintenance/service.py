@@ -2,14 +2,14 @@
 
 A write puts the image first, then the vector, so a crash (or an outage) between the two can leave an image no
 vector row points to, and, more rarely, a row whose image is gone. Each write tidies its own face first
-(`FaceService._tidy`); the sweep finds such faces everywhere, which no write may ever touch again:
+(`FaceRepository.editing`); the sweep finds such faces everywhere, which no write may ever touch again:
 
 1. every object key is listed: only revision keys of the face layout (``<tenant>/<face_id>/<ms>-<hex>``) count;
    anything else (``_uploads/`` photos waiting to be checked, ``_keys/``) is left alone;
 2. every vector row is read, page by page;
 3. a face is suspect when it has an image no row points to, a row whose image is missing, or several rows, and
    the evidence is older than ORPHAN_GRACE_MS (a younger one may be another replica's write in progress);
-4. each suspect face is repaired under its lock (`FaceService.repair_face`), which reads both stores again, so
+4. each suspect face is repaired under its lock (`FaceRepository.repair`), which reads both stores again, so
    what changed since the listing is judged afresh. An old image of a face that has no row at all and whose
    tenant cannot be read back from the key (a long tenant name is shortened there) is deleted directly: no row
    can ever point to it, as every write makes a new key.
@@ -22,22 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 
-from faceauth.faces import service as faces
-from faceauth.faces.schemas import FACE_ID_MAX
-from faceauth.faces.service import FaceService
+from faceauth.contracts.ids import FACE_ID_MAX
+from faceauth.faces import repository as faces
+from faceauth.faces.repository import FaceRepository
 from faceauth.kit.errors import AppError
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.keys import face_prefix, revision_ms
+from faceauth.storage.keys import REVISION_KEY, face_prefix, revision_ms
 
 log = logging.getLogger(__name__)
 
-_ID = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"
-# keys.py: a tenant as is, or a long one shortened to its start, "~" and a digest ("~" is in no id).
-_REVISION_KEY = re.compile(rf"(?P<tenant>{_ID}(?:~[0-9a-f]{{32}})?)/(?P<face_id>{_ID})/[0-9]{{13}}-[0-9a-f]{{12}}")
 _PAGE = 1000
 
 
@@ -79,7 +75,7 @@ class _Face:
     newest_ms: int = 0
 
 
-async def sweep_orphans(service: FaceService, *, page_size: int = _PAGE) -> SweepReport:
+async def sweep_orphans(repository: FaceRepository, *, page_size: int = _PAGE) -> SweepReport:
     """Find and remove, in every tenant, the leftovers of interrupted writes (see the module docstring).
 
     Raises StorageUnavailable, or AppError 503, when a store fails meanwhile: what was removed until then stays
@@ -91,8 +87,8 @@ async def sweep_orphans(service: FaceService, *, page_size: int = _PAGE) -> Swee
     #    was not listed, and such a row is too young to be suspect.
     listed: set[str] = set()
     images: dict[str, list[str]] = {}
-    for key in await service.objects.list(""):
-        if _REVISION_KEY.fullmatch(key) is None or len(key.split("/")[1]) > FACE_ID_MAX:
+    for key in await repository.objects.list(""):
+        if REVISION_KEY.fullmatch(key) is None or len(key.split("/")[1]) > FACE_ID_MAX:
             report.other_keys += 1
             continue
         report.images_scanned += 1
@@ -104,7 +100,7 @@ async def sweep_orphans(service: FaceService, *, page_size: int = _PAGE) -> Swee
     referenced: set[str] = set()
     suspects: set[tuple[str, str]] = set()
     after: str | None = None
-    while page := await service.index.scan_rows(after=after, limit=page_size):
+    while page := await repository.index.scan_rows(after=after, limit=page_size):
         after = page[-1].row_id
         for row in page:
             report.rows_scanned += 1
@@ -136,13 +132,13 @@ async def sweep_orphans(service: FaceService, *, page_size: int = _PAGE) -> Swee
             # A shortened tenant name cannot be read back, and no row of this face exists: none can point to
             # these old images later either (every write makes a new key), so no lock is needed.
             for key in orphans:
-                await service.objects.delete(key)
+                await repository.objects.delete(key)
                 log.warning("orphan sweep: removed image %s (no vector row of its face)", key)
             report.note_removed(prefix, images=len(orphans))
 
     # 4. Each suspect face, under its lock, from a fresh read of both stores.
     for tenant, face_id in sorted(suspects):
-        counts = await service.repair_face(tenant, face_id)
+        counts = await repository.repair(tenant, face_id)
         report.faces_checked += 1
         report.note_removed(
             face_prefix(tenant, face_id),
@@ -155,16 +151,16 @@ async def sweep_orphans(service: FaceService, *, page_size: int = _PAGE) -> Swee
 
 
 def _past_grace(born_ms: int) -> bool:
-    # Read at each call (not imported once), so the sweep and FaceService._tidy always agree on the grace.
+    # Read at each call (not imported once), so the sweep and FaceRepository always agree on the grace.
     return int(time.time() * 1000) - born_ms > faces.ORPHAN_GRACE_MS
 
 
 # -- at start-up -------------------------------------------------------------------------------------------------
 
 
-def start_sweep(service: FaceService) -> asyncio.Task[None]:
+def start_sweep(repository: FaceRepository) -> asyncio.Task[None]:
     """The sweep as a background task of the Face API (FACEAUTH_STARTUP_SWEEP): start-up does not wait for it."""
-    return asyncio.create_task(_sweep_in_background(service), name="faceauth-orphan-sweep")
+    return asyncio.create_task(_sweep_in_background(repository), name="faceauth-orphan-sweep")
 
 
 async def stop_sweep(task: asyncio.Task[None] | None) -> None:
@@ -176,9 +172,9 @@ async def stop_sweep(task: asyncio.Task[None] | None) -> None:
         await task
 
 
-async def _sweep_in_background(service: FaceService) -> None:
+async def _sweep_in_background(repository: FaceRepository) -> None:
     try:
-        report = await sweep_orphans(service)
+        report = await sweep_orphans(repository)
     except (StorageUnavailable, AppError) as exc:
         # Not a reason to stop serving: the next start, or `faceauth repair`, sweeps again.
         log.warning("orphan sweep at start-up failed: %s; run `faceauth repair` once the stores are back", exc)

@@ -6,7 +6,10 @@ Each revision of a face has its own key, so a write never overwrites an image a 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+
+from faceauth.contracts.ids import ID_CHARS
 
 # Stores take at most 255 bytes per key segment and a tenant may have 256 characters (ids at most 128).
 _SEGMENT_KEEP_BYTES = 200
@@ -39,3 +42,9 @@ def revision_ms(key: str) -> int | None:
         return int(key.rsplit("/", 1)[-1].split("-", 1)[0])
     except ValueError:
         return None
+
+
+# A revision's key: a tenant as is, or a long one shortened to its start, "~" and a digest ("~" is in no id).
+REVISION_KEY = re.compile(
+    rf"(?P<tenant>{ID_CHARS}(?:~[0-9a-f]{{32}})?)/(?P<face_id>{ID_CHARS})/[0-9]{{13}}-[0-9a-f]{{12}}"
+)

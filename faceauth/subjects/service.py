@@ -6,10 +6,9 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from faceauth.faces.service import FaceService, storage_error
+from faceauth.faces.repository import FaceRepository
 from faceauth.kit.errors import AppError
-from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.vectors import FaceRecord
+from faceauth.storage.vectors import FaceIndex, FaceRecord
 
 
 @dataclass(frozen=True)
@@ -49,25 +48,20 @@ def _current_faces(rows: list[FaceRecord]) -> list[FaceRecord]:
 
 
 class SubjectService:
-    def __init__(self, faces: FaceService) -> None:
-        self.faces = faces
+    def __init__(self, index: FaceIndex, repository: FaceRepository) -> None:
+        self.index = index
+        self.repository = repository
 
     async def list(self, tenant: str, *, cursor: str | None, limit: int) -> SubjectPage:
         after = decode_cursor(cursor) if cursor else None
-        try:
-            groups = await self.faces.index.list_subjects(tenant, after=after, limit=limit + 1)
-        except StorageUnavailable as exc:
-            raise storage_error(exc, "listing subjects") from None
+        groups = await self.index.list_subjects(tenant, after=after, limit=limit + 1)
         subjects = [Subject(rows[0].subject_id, _current_faces(rows)) for rows in groups]
         more = len(subjects) > limit
         subjects = subjects[:limit]
         return SubjectPage(subjects, encode_cursor(subjects[-1].subject_id) if more else None)
 
     async def get(self, tenant: str, subject_id: str) -> Subject:
-        try:
-            rows = await self.faces.index.subject_faces(tenant, subject_id)
-        except StorageUnavailable as exc:
-            raise storage_error(exc, "reading the subject") from None
+        rows = await self.index.subject_faces(tenant, subject_id)
         if not rows:
             raise _not_found(tenant, subject_id)
         return Subject(subject_id, _current_faces(rows))
@@ -78,7 +72,7 @@ class SubjectService:
         deleted = []
         for face in subject.faces:
             try:
-                await self.faces.delete(tenant, face.face_id)
+                await self.repository.delete(tenant, face.face_id)
             except AppError as exc:
                 if exc.status != 404:  # 404: deleted meanwhile by another request, which is the goal
                     raise

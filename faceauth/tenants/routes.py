@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends
 
-from faceauth.api.deps import PrincipalDep, RequestIdDep, TenantServiceDep
-from faceauth.api.params import TENANT_DOC, error
-from faceauth.faces.schemas import ID_PATTERN, TENANT_MAX
 from faceauth.tenants import schemas
+from faceauth.tenants.service import TenantService
+from faceauth.web.deps import AdminDep, provided
+from faceauth.web.params import TenantPath, error
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+
+TenantServiceDep = Annotated[TenantService, Depends(provided(TenantService))]
 
 
 @router.delete(
@@ -21,16 +23,7 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
     "Admin key only",
     responses={503: error("a store is unavailable: retry to finish (the purge is idempotent)")},
 )
-async def purge_tenant(
-    tenant: Annotated[str, Path(pattern=ID_PATTERN, max_length=TENANT_MAX, description=TENANT_DOC)],
-    service: TenantServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
-):
-    principal.require_admin()
+async def purge_tenant(_: AdminDep, tenant: TenantPath, service: TenantServiceDep):
     report = await service.purge(tenant)
-    return {
-        "requestId": request_id,
-        "tenant": tenant,
-        "deleted": {"faces": report.faces, "vectors": report.vectors, "images": report.images},
-    }
+    counts = schemas.PurgeCounts(faces=report.faces, vectors=report.vectors, images=report.images)
+    return schemas.PurgeResponse(tenant=tenant, deleted=counts)

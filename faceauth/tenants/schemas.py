@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from faceauth.kit.requests import Answer
+
 
 class PurgeCounts(BaseModel):
     faces: int = Field(description="Distinct faces whose images were removed.")
@@ -11,7 +13,6 @@ class PurgeCounts(BaseModel):
     images: int = Field(description="Image objects removed from the object store.")
 
 
-class PurgeResponse(BaseModel):
-    requestId: str
+class PurgeResponse(Answer):
     tenant: str
     deleted: PurgeCounts

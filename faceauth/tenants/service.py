@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from faceauth.faces.service import storage_error
-from faceauth.kit.errors import AppError
+from faceauth.kit.errors import unavailable
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.keys import tenant_prefix
 from faceauth.storage.objects import ObjectStore
@@ -31,33 +30,21 @@ class TenantService:
     async def purge(self, tenant: str) -> PurgeReport:
         """Vectors first (nothing of the tenant matches any more), then the images. Idempotent: a purge that
         failed half-way is finished by running it again, and purging an empty tenant reports zeros."""
-        try:
-            vectors = await self.index.purge_tenant(tenant)
-        except StorageUnavailable as exc:
-            raise storage_error(exc, "removing the tenant's vectors") from None
+        vectors = await self.index.purge_tenant(tenant)
         try:
             keys = await self.objects.list(tenant_prefix(tenant))
-        except StorageUnavailable as exc:
-            raise _images_left(exc) from None
-        gate = asyncio.Semaphore(_DELETE_CONCURRENCY)
+            gate = asyncio.Semaphore(_DELETE_CONCURRENCY)
 
-        async def delete(key: str) -> None:
-            async with gate:
-                await self.objects.delete(key)
+            async def delete(key: str) -> None:
+                async with gate:
+                    await self.objects.delete(key)
 
-        try:
             await asyncio.gather(*(delete(k) for k in keys))
         except StorageUnavailable as exc:
-            raise _images_left(exc) from None
+            raise unavailable(
+                "object_store_unavailable",
+                f"the tenant no longer matches anything, but its images could not all be removed ({exc.detail}): "
+                "retry the purge to finish",
+            ) from None
         faces = {key.split("/")[1] for key in keys if key.count("/") >= 2}
         return PurgeReport(vectors=vectors, images=len(keys), faces=len(faces))
-
-
-def _images_left(exc: StorageUnavailable) -> AppError:
-    return AppError(
-        503,
-        "object_store_unavailable",
-        f"the tenant no longer matches anything, but its images could not all be removed ({exc.detail}): "
-        "retry the purge to finish",
-        headers={"Retry-After": "1"},
-    )

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 
-from faceauth.api.deps import PrincipalDep, RequestIdDep, VerificationServiceDep, one_image, read_upload
-from faceauth.api.params import ID_DOC, PHOTO_ERRORS, TENANT_DOC, AlignedForm, error
-from faceauth.faces.schemas import FACE_ID_MAX, ID_PATTERN, TENANT_MAX
-from faceauth.images.sources import ImageSource
+from faceauth.contracts.ids import FACE_ID_MAX, ID_DOC, ID_PATTERN
+from faceauth.photos.deps import mixed_photos, one_photo
+from faceauth.photos.sources import Photo
 from faceauth.verification import schemas
-from faceauth.verification.service import MAX_PROBES, Verdict
+from faceauth.verification.service import MAX_PROBES, Verdict, VerificationService
+from faceauth.web.deps import CallerTenant, SettingsDep, optional_tenant_form, provided
+from faceauth.web.params import PHOTO_ERRORS, AlignedForm, error
 
 router = APIRouter(tags=["verification"])
 
+VerificationServiceDep = Annotated[VerificationService, Depends(provided(VerificationService))]
 _ERRORS = {
     **PHOTO_ERRORS,
     404: error("face_not_found: the reference_id is not enrolled in the tenant"),
@@ -26,27 +28,27 @@ _ERRORS = {
 }
 
 
-def _probes_out(verdict: Verdict) -> list[dict]:
+def _probes_out(verdict: Verdict) -> list[schemas.ProbeOut]:
     return [
-        {
-            "index": i,
-            "field": p.field,
-            "score": None if p.score is None else round(p.score, 6),
-            "matched": p.matched,
-            "reason": p.reason,
-            "imageQualityAssessment": p.analysis.assessment(),
-        }
+        schemas.ProbeOut(
+            index=i,
+            field=p.field,
+            score=None if p.score is None else round(p.score, 6),
+            matched=p.matched,
+            reason=p.reason,
+            imageQualityAssessment=p.analysis.assessment(),
+        )
         for i, p in enumerate(verdict.probes)
     ]
 
 
-def _reference_out(verdict: Verdict) -> dict:
+def _reference_out(verdict: Verdict) -> schemas.ReferenceOut:
     ref = verdict.reference
-    return {
-        "type": ref.kind,
-        "id": ref.face_id,
-        "imageQualityAssessment": None if ref.analysis is None else ref.analysis.assessment(),
-    }
+    return schemas.ReferenceOut(
+        type=ref.kind,  # type: ignore[arg-type]
+        id=ref.face_id,
+        imageQualityAssessment=None if ref.analysis is None else ref.analysis.assessment(),
+    )
 
 
 @router.post(
@@ -56,17 +58,12 @@ def _reference_out(verdict: Verdict) -> dict:
     responses=_ERRORS,
 )
 async def verify(
-    request: Request,
     service: VerificationServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
+    settings: SettingsDep,
+    tenant: Annotated[str | None, optional_tenant_form("required with reference_id")],
     probes: Annotated[list[UploadFile], File(description=f"probe photos (1-{MAX_PROBES} in all)")] = [],  # noqa: B006
     probes_b64: Annotated[list[str], Form(description="probe photos as base64")] = [],  # noqa: B006
     probes_url: Annotated[list[str], Form(description="probe photos by URL (http(s):// or s3://)")] = [],  # noqa: B006
-    tenant: Annotated[
-        str | None,
-        Form(description=f"{TENANT_DOC}; required with reference_id", pattern=ID_PATTERN, max_length=TENANT_MAX),
-    ] = None,
     reference_id: Annotated[
         str | None,
         Form(
@@ -89,19 +86,17 @@ async def verify(
     ] = True,
     aligned: AlignedForm = False,
 ):
-    tenant = principal.scope(tenant)
-    sources = [await read_upload(request, f, f"probes[{i}]") for i, f in enumerate(probes)]
-    sources += [ImageSource(f"probes_b64[{i}]", b64=v) for i, v in enumerate(probes_b64)]
-    sources += [ImageSource(f"probes_url[{i}]", url=v) for i, v in enumerate(probes_url)]
-    reference_photo = await one_image(
-        request,
+    limit = settings.max_image_bytes
+    probe_photos = await mixed_photos(limit, ("probes", probes), ("probes_b64", probes_b64), ("probes_url", probes_url))
+    reference_photo = await one_photo(
+        limit,
         ("reference", reference),
         ("reference_b64", reference_b64),
         ("reference_url", reference_url),
         required=False,
     )
     verdict = await service.verify(
-        sources,
+        probe_photos,
         tenant=tenant,
         reference_id=reference_id,
         reference=reference_photo,
@@ -109,18 +104,16 @@ async def verify(
         min_matches=min_matches,
         require_quality=require_quality,
         aligned=aligned,
-        request_id=request_id,
     )
-    return {
-        "requestId": request_id,
-        "matched": verdict.matched,
-        "threshold": verdict.threshold,
-        "min_matches": verdict.min_matches,
-        "matches": verdict.matches,
-        "model_id": verdict.reference.model_id,
-        "reference": _reference_out(verdict),
-        "probes": _probes_out(verdict),
-    }
+    return schemas.VerifyResponse(
+        matched=verdict.matched,
+        threshold=verdict.threshold,
+        min_matches=verdict.min_matches,
+        matches=verdict.matches,
+        model_id=verdict.reference.model_id,
+        reference=_reference_out(verdict),
+        probes=_probes_out(verdict),
+    )
 
 
 @router.post(
@@ -130,31 +123,26 @@ async def verify(
     responses=_ERRORS,
 )
 async def compare_faces(
-    body: schemas.CompareFacesRequest,
-    service: VerificationServiceDep,
-    request_id: RequestIdDep,
-    principal: PrincipalDep,
+    body: schemas.CompareFacesRequest, service: VerificationServiceDep, settings: SettingsDep, tenant: CallerTenant
 ):
-    fronts = [ImageSource(name, url=getattr(body, name)) for name in ("front_image1", "front_image2", "front_image3")]
+    fronts = [Photo.from_url(name, getattr(body, name)) for name in ("front_image1", "front_image2", "front_image3")]
     verdict = await service.verify(
         fronts,
-        tenant=principal.tenant,  # s3:// photos: a tenant key reads its own tenant's drop area only
+        tenant=tenant,  # s3:// photos: a tenant key reads its own tenant's drop area only
         reference_id=None,
-        reference=ImageSource("back_image", url=body.back_image),
+        reference=Photo.from_url("back_image", body.back_image),
         threshold=body.threshold,
-        min_matches=body.min_matches or service.settings.compare_min_matches,
+        min_matches=body.min_matches or settings.compare_min_matches,
         require_quality=body.require_quality,
-        request_id=request_id,
     )
-    return {
-        "requestId": request_id,
-        "user_id": body.user_id,
-        "matched": verdict.matched,
-        "threshold": verdict.threshold,
-        "required_matches": verdict.min_matches,
-        "matches": verdict.matches,
-        "scores": [None if p.score is None else round(p.score, 6) for p in verdict.probes],
-        "model_id": verdict.reference.model_id,
-        "details": _probes_out(verdict),
-        "back_image": _reference_out(verdict),
-    }
+    return schemas.CompareFacesResponse(
+        user_id=body.user_id,
+        matched=verdict.matched,
+        threshold=verdict.threshold,
+        required_matches=verdict.min_matches,
+        matches=verdict.matches,
+        scores=[None if p.score is None else round(p.score, 6) for p in verdict.probes],
+        model_id=verdict.reference.model_id,
+        details=_probes_out(verdict),
+        back_image=_reference_out(verdict),
+    )

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from faceauth.faces.schemas import ImageQualityAssessment
+from faceauth.kit.requests import Answer
 
 _URL_DOC = "http(s):// URL of the photo, or s3://<bucket>/_uploads/<key> of the configured store"
 
@@ -30,8 +31,7 @@ class ReferenceOut(BaseModel):
     )
 
 
-class VerifyResponse(BaseModel):
-    requestId: str
+class VerifyResponse(Answer):
     matched: bool = Field(description="At least min_matches probes matched.")
     threshold: float
     min_matches: int = Field(description="Matching probes required.")
@@ -64,8 +64,7 @@ class CompareFacesRequest(BaseModel):
     )
 
 
-class CompareFacesResponse(BaseModel):
-    requestId: str
+class CompareFacesResponse(Answer):
     user_id: str
     matched: bool
     threshold: float

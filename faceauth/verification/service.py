@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceauth.config import APISettings
-from faceauth.faces.service import FaceService, storage_error
-from faceauth.images.sources import ImageSource
+from faceauth.contracts.analysis import Analysis
+from faceauth.faces.repository import face_not_found
 from faceauth.kit.errors import AppError
-from faceauth.ml_client import Analysis
-from faceauth.storage.errors import StorageUnavailable
+from faceauth.photos.analyzer import PhotoAnalyzer
+from faceauth.photos.sources import Photo
+from faceauth.storage.vectors import FaceIndex
 
 MAX_PROBES = 5
 # Rows read to find one face's vector: its revisions (one, two while being replaced).
@@ -57,22 +58,22 @@ def default_min_matches(probes: int) -> int:
 
 
 class VerificationService:
-    def __init__(self, faces: FaceService, settings: APISettings) -> None:
-        self.faces = faces
+    def __init__(self, analyzer: PhotoAnalyzer, index: FaceIndex, settings: APISettings) -> None:
+        self.analyzer = analyzer
+        self.index = index
         self.settings = settings
 
     async def verify(
         self,
-        probes: list[ImageSource],
+        probes: list[Photo],
         *,
         tenant: str | None,
         reference_id: str | None,
-        reference: ImageSource | None,
+        reference: Photo | None,
         threshold: float | None,
         min_matches: int | None,
         require_quality: bool = True,
         aligned: bool = False,
-        request_id: str,
     ) -> Verdict:
         if not 1 <= len(probes) <= MAX_PROBES:
             raise AppError(422, "invalid_probe_count", f"send 1 to {MAX_PROBES} probe photos, not {len(probes)}")
@@ -89,18 +90,15 @@ class VerificationService:
             )
         threshold = self.settings.effective_verify_threshold if threshold is None else threshold
 
-        def analyse(source: ImageSource):
-            return self.faces.load_and_analyze(source, tenant=tenant, aligned=aligned, request_id=request_id)
-
-        jobs = [analyse(p) for p in probes]
-        if reference is not None:
-            jobs.append(analyse(reference))
-        results = await asyncio.gather(*jobs, return_exceptions=True)
+        photos = [*probes, reference] if reference is not None else probes
+        results = await asyncio.gather(
+            *(self.analyzer.analyze(p, tenant=tenant, aligned=aligned) for p in photos), return_exceptions=True
+        )
         # Bad input (an unreadable photo, a refused URL) or an outage fails the request: report the first one.
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        analyses: list[Analysis] = [a for _, a in results]  # type: ignore[misc]
+        analyses: list[Analysis] = [r.analysis for r in results]  # type: ignore[union-attr]
         probe_analyses = analyses[: len(probes)]
 
         if reference is not None:
@@ -144,16 +142,12 @@ class VerificationService:
         return ProbeResult(field, analysis, score, True, None)
 
     async def _enrolled_vector(self, tenant: str, face_id: str, model_id: str) -> np.ndarray:
-        index = self.faces.index
-        try:
-            found = await index.vectors(tenant, model_id=model_id, face_id=face_id, max_rows=_FACE_ROWS)
-            if found.records:
-                return found.embeddings[0]
-            rows = await index.find(tenant, face_id)
-        except StorageUnavailable as exc:
-            raise storage_error(exc, "reading the reference face") from None
+        found = await self.index.vectors(tenant, model_id=model_id, face_id=face_id, max_rows=_FACE_ROWS)
+        if found.records:
+            return found.embeddings[0]
+        rows = await self.index.find(tenant, face_id)
         if not rows:
-            raise AppError(404, "face_not_found", f"no face {face_id!r} in tenant {tenant!r}")
+            raise face_not_found(tenant, face_id)
         raise AppError(
             409,
             "model_mismatch",

@@ -119,21 +119,21 @@ def test_a_tenant_key_works_on_its_own_tenant_and_admin_only_calls_are_refused(t
 
 def test_revoked_and_tampered_keys_are_refused(make_api):
     with make_api() as api:
-        store = api.app.state.key_store
+        store = api.app.state.container.key_store
         key, token = api.portal.call(store.create, "acme", "to revoke")
         tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
         assert api.get("/v1/subjects", params={"tenant": "acme"}, headers={"X-Api-Key": tampered}).status_code == 401
         assert api.get("/v1/subjects", params={"tenant": "acme"}, headers={"X-Api-Key": token}).status_code == 200
         api.portal.call(store.revoke, key.key_id)
-        api.app.state.key_cache._entries.clear()  # the 10 s cache: a new process sees the revocation at once
+        api.app.state.container.key_cache._entries.clear()  # the 10 s cache: a new process sees the revocation at once
         r = api.get("/v1/subjects", params={"tenant": "acme"}, headers={"X-Api-Key": token})
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_keys_are_stored_hashed(make_api):
     with make_api() as api:
-        key, token = api.portal.call(api.app.state.key_store.create, "acme", "")
-        stored = api.portal.call(api.app.state.face_service.objects.get, f"_keys/{key.key_id}").data
+        key, token = api.portal.call(api.app.state.container.key_store.create, "acme", "")
+        stored = api.portal.call(api.app.state.container.objects.get, f"_keys/{key.key_id}").data
         assert token.encode() not in stored and token.split("_")[-1].encode() not in stored
         assert json.loads(stored)["digest"] == key.digest
 

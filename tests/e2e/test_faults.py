@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from faceauth.faces import service as faces_service
+from faceauth.faces import repository as faces_repository
 from faceauth.maintenance import sweep_orphans
 from tests.apitest import enrol, search, stored_keys, stored_rows
 from tests.s3_server import WeedMiniServer
@@ -287,12 +287,12 @@ def check_outage(api, photos, monkeypatch, outage: Outage, codes: set[str], *, f
     # such leftovers: an image without its row or, rarely, a row without its image, and they must be of those
     # kinds only, which the sweep removes. No grace is needed for it here: the load has stopped and this API is
     # the only writer. Swept until none is left, as a late write may land meanwhile; then no face is half-written.
-    monkeypatch.setattr(faces_service, "ORPHAN_GRACE_MS", 0)
+    monkeypatch.setattr(faces_repository, "ORPHAN_GRACE_MS", 0)
     deadline = time.monotonic() + 15
     swept: list[dict[str, int]] = []
     while any((leftovers := census()).values()):
         assert time.monotonic() < deadline, (swept, leftovers)
-        report = api.portal.call(sweep_orphans, api.app.state.face_service)
+        report = api.portal.call(sweep_orphans, api.app.state.container.repository)
         assert all(getattr(report, name) >= count for name, count in leftovers.items()), (leftovers, report)
         assert report.replaced_rows_removed == 0, report
         swept.append(leftovers)

@@ -33,7 +33,7 @@ def test_a_link_serves_the_image_without_a_key_until_it_expires(make_api, people
 def test_links_expire(make_api, people, photos):
     with make_api(image_link_seconds=10) as api:
         assert enrol(api, "acme", "emp_1", photos(people[0].enrol_photo)).status_code == 200
-        links = api.app.state.face_service.links
+        links = api.app.state.container.images.links
         key = api.get("/v1/faces/get/emp_1", params={"tenant": "acme"}).json()["object_key"]
         url, _ = api.portal.call(links.link, key, -1, "http://testserver")  # already expired
         assert api.get(url).status_code == 404
@@ -64,7 +64,7 @@ def test_s3_links_are_presigned_by_the_store_and_expire(make_api, people, photos
         assert url.startswith(f"http://{weed.endpoint}/") and "X-Amz-Signature=" in url
         assert httpx.get(url).content == image
         assert httpx.get(url.replace("X-Amz-Signature=", "X-Amz-Signature=0")).status_code == 403
-        short, _ = api.portal.call(api.app.state.face_service.links.link, url.split("?")[0].split("/", 4)[4], 1, "")
+        short, _ = api.portal.call(api.app.state.container.images.links.link, url.split("?")[0].split("/", 4)[4], 1, "")
         time.sleep(2.5)
         assert httpx.get(short).status_code == 403
 
@@ -76,10 +76,10 @@ def test_without_stored_images_faces_work_and_no_image_exists(make_api, people, 
         assert enrol(api, "acme", "emp_1", photos(people[0].probe_photo), op="upsert").status_code == 200
         r = api.post("/v1/faces/search", data={"tenant": "acme"}, files={"file": ("q", photos(people[0].probe_photo))})
         assert [m["id"] for m in r.json()["searchResult"]["matches"]] == ["emp_1"]
-        keys = api.portal.call(api.app.state.face_service.objects.list, "acme/")
+        keys = api.portal.call(api.app.state.container.objects.list, "acme/")
         assert keys == []
-        assert len(api.portal.call(api.app.state.face_service.index.find, "acme", "emp_1")) == 1
+        assert len(api.portal.call(api.app.state.container.index.find, "acme", "emp_1")) == 1
         r = api.get("/v1/faces/image-url/emp_1", params={"tenant": "acme"})
         assert r.status_code == 404 and r.json()["error"]["code"] == "image_not_stored"
         assert api.delete("/v1/faces/delete", params={"tenant": "acme", "id": "emp_1"}).status_code == 200
-        assert api.portal.call(api.app.state.face_service.index.find, "acme", "emp_1") == []
+        assert api.portal.call(api.app.state.container.index.find, "acme", "emp_1") == []

@@ -62,7 +62,7 @@ def test_bad_base64_and_two_photos_at_once_are_4xx(api, photos, people):
 
 
 def test_s3_urls_read_the_drop_prefix_and_the_tenants_own_images_only(api, people, photos):
-    objects = api.app.state.face_service.objects
+    objects = api.app.state.container.objects
     api.portal.call(objects.put, "_uploads/acme/selfie.jpg", photos(people[0].probe_photo), "image/jpeg")
     assert enrol(api, "acme", "emp_1", photos(people[0].enrol_photo)).status_code == 200
     assert enrol(api, "rival", "emp_9", photos(people[1].enrol_photo)).status_code == 200

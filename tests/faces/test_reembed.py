@@ -14,10 +14,10 @@ def _enrol_with_old_model(api, tenant: str, face_id: str, image: bytes) -> None:
 
     The vector is the one today's model makes of this photo, so a search that ignored the label would match it.
     """
-    service = api.app.state.face_service
+    service = api.app.state.container
     key = f"{tenant}/{face_id}/0001700000000000-0ld0ld0ld0ld"
     record = FaceRecord(key, tenant, face_id, key, OLD_MODEL, 1_700_000_000_000)
-    vector = api.portal.call(service.analyze, image, "test").embedding
+    vector = api.portal.call(service.ml.analyze, image).embedding
     api.portal.call(service.objects.put, key, image, "image/jpeg")
     api.portal.call(service.index.add, record, vector)
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from faceauth.cli import _configure_logging
+from faceauth.cli import configure_logging
 from faceauth.inference.app import create_app as create_ml_app
 from faceauth.inference.app import load_service
 from faceauth.inference.service import InferenceService
@@ -119,7 +119,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_request_id(api, ca
     async def broken(*args: object) -> None:
         raise RuntimeError("a bug in the store")
 
-    monkeypatch.setattr(api.app.state.face_service, "get", broken)
+    monkeypatch.setattr(api.app.state.container.faces, "get", broken)
     with pytest.raises(RuntimeError):  # the test client re-raises what the server answered with a 500
         api.get("/v1/faces/get/emp_1", params={"tenant": "acme"}, headers={"X-Request-ID": "log-test-bug"})
     lines = captured.of_request("log-test-bug")
@@ -165,7 +165,7 @@ def test_the_cli_logs_uvicorn_as_json_without_query_strings(ml_models, monkeypat
     port = free_port()
     try:
         root.handlers[:] = []  # as at a real start (the test runner's capture would otherwise be kept instead)
-        _configure_logging("info")
+        configure_logging("info")
         app = create_ml_app(ml_models.settings, service=ml_models)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=True, log_level="info")
         server = uvicorn.Server(config)

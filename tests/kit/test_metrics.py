@@ -90,7 +90,7 @@ def test_face_api_counts_requests_by_route_template_and_times_its_stores(api, pe
 
 
 def test_a_failing_object_store_is_counted_as_errors(api):
-    objects = api.app.state.face_service.objects
+    objects = api.app.state.container.objects
     before = scrape(api)
     hidden = objects.root.with_name(objects.root.name + ".hidden")
     objects.root.rename(hidden)  # the folder vanished (an unmounted volume): every call fails

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceauth.api.app import make_ml_client
 from faceauth.config import APISettings
-from faceauth.faces.service import ORPHAN_GRACE_MS, FaceService
+from faceauth.faces.repository import ORPHAN_GRACE_MS, FaceRepository
 from faceauth.maintenance import sweep_orphans
 from faceauth.storage.keys import revision_key
 from faceauth.storage.objects import ObjectStore, open_object_store
@@ -155,11 +154,10 @@ async def open_stores(settings: APISettings) -> tuple[FaceIndex, ObjectStore]:
 def test_the_sweep_removes_exactly_the_old_leftovers(settings):
     async def run() -> None:
         index, objects = await open_stores(settings)
-        ml = make_ml_client(settings)  # never called by the sweep
         try:
             scene = await plant(index, objects)
             assert scene.keep_keys.isdisjoint(scene.drop_keys) and len(scene.drop_keys) == 5
-            service = FaceService(index, objects, ml, settings)
+            service = FaceRepository(index, objects)
             report = await sweep_orphans(service, page_size=3)  # several pages of rows
             assert counts(report, EXPECTED) == EXPECTED, report
             await assert_swept(index, objects, scene)
@@ -168,7 +166,6 @@ def test_the_sweep_removes_exactly_the_old_leftovers(settings):
             assert counts(again, EMPTY) == EMPTY and again.rows_scanned == len(scene.keep_rows)
             await assert_swept(index, objects, scene)
         finally:
-            await ml.aclose()
             await index.close()
             await objects.close()
 
@@ -182,12 +179,11 @@ def test_the_sweep_judges_a_face_again_under_its_lock(tmp_path):
 
     async def run() -> None:
         index, objects = await open_stores(settings)
-        ml = make_ml_client(settings)
         try:
             born = ms_ago(OLD)
             key = revision_key("acme", "busy", born)
             await objects.put(key, IMAGE, "image/jpeg")
-            service = FaceService(index, objects, ml, settings)
+            service = FaceRepository(index, objects)
             async with service._locks.hold(("acme", "busy")):
                 sweep = asyncio.create_task(sweep_orphans(service))
                 deadline = time.monotonic() + 20
@@ -200,7 +196,6 @@ def test_the_sweep_judges_a_face_again_under_its_lock(tmp_path):
             assert report.faces_checked == 1 and counts(report, EMPTY) == EMPTY
             assert await objects.list("acme/busy/") == [key] and await all_rows(index) == {key}
         finally:
-            await ml.aclose()
             await index.close()
             await objects.close()
 
@@ -288,7 +283,7 @@ def test_the_face_api_sweeps_in_the_background_at_start_up(make_api, people, pho
         assert enrol(api, "acme", "real", photos(people[0].enrol_photo)).status_code == 200
         line = wait_for_log(caplog, "orphan sweep at start-up")
         assert "removed 5 orphan image(s), 1 row(s) without image and 1 replaced row(s)" in line, line
-        service = api.app.state.face_service
+        service = api.app.state.container
         scene.keep_keys |= set(stored_keys(api, "acme/real/"))
         scene.keep_rows |= {r.row_id for r in api.portal.call(service.index.find, "acme", "real")}
         api.portal.call(assert_swept, service.index, service.objects, scene)
@@ -300,7 +295,7 @@ def test_the_start_up_sweep_can_be_turned_off(make_api, tmp_path, caplog):
     scene = planted_data_dir(tmp_path / "data")
     with make_api(tmp_path / "data", startup_sweep=False) as api:
         time.sleep(1.0)  # time enough for a sweep of this size, had one started
-        keys = api.portal.call(api.app.state.face_service.objects.list, "")
+        keys = api.portal.call(api.app.state.container.objects.list, "")
         assert {k for k in keys if not k.startswith("_keys/")} == scene.keep_keys | scene.drop_keys
     assert not [r for r in caplog.records if "orphan sweep" in r.getMessage()]
 

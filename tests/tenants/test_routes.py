@@ -15,7 +15,7 @@ def test_purge_leaves_nothing_of_the_tenant_in_either_store(api, people, photos)
     assert r.status_code == 200, r.text
     assert r.json()["deleted"] == {"faces": 3, "vectors": 3, "images": 3}
     assert stored_keys(api, "doomed/") == []
-    index = api.app.state.face_service.index
+    index = api.app.state.container.index
     assert api.portal.call(lambda: index.list_subjects("doomed", after=None, limit=10)) == []
     assert match_ids(search(api, "doomed", photos(people[0].probe_photo), threshold=0.0)) == []
     # The other tenant is untouched.

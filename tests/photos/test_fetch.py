@@ -25,7 +25,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from faceauth.images.fetch import ImageFetcher, ImageURLError, _PoolPerServerName, forbidden_reason
+from faceauth.photos.fetch import ImageFetcher, ImageURLError, _PoolPerServerName, forbidden_reason
 from tests.conftest import free_port
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Form, Query
+from fastapi import Form, Path, Query
 
-from faceauth.faces.schemas import FACE_ID_MAX, ID_PATTERN, TENANT_MAX, ErrorResponse
-
-ID_DOC = f"letters, digits and . _ : @ - (first a letter or digit), at most {FACE_ID_MAX} characters"
-TENANT_DOC = f"tenant namespace: same characters as ids, at most {TENANT_MAX}"
+from faceauth.contracts.ids import FACE_ID_MAX, ID_DOC, ID_PATTERN, TENANT_DOC, TENANT_MAX
+from faceauth.kit.errors import ErrorResponse
 
 FaceIdForm = Annotated[str, Form(description=ID_DOC, pattern=ID_PATTERN, max_length=FACE_ID_MAX)]
+FaceIdQuery = Annotated[str, Query(description=ID_DOC, pattern=ID_PATTERN, max_length=FACE_ID_MAX)]
+FaceIdPath = Annotated[str, Path(description=ID_DOC, pattern=ID_PATTERN, max_length=FACE_ID_MAX)]
+SubjectIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=FACE_ID_MAX, description="the subject id")]
 TenantForm = Annotated[str, Form(description=TENANT_DOC, pattern=ID_PATTERN, max_length=TENANT_MAX)]
 TenantQuery = Annotated[str, Query(description=TENANT_DOC, pattern=ID_PATTERN, max_length=TENANT_MAX)]
+TenantPath = Annotated[str, Path(description=TENANT_DOC, pattern=ID_PATTERN, max_length=TENANT_MAX)]
 AlignedForm = Annotated[
     bool,
     Form(description="the photo is an already-cropped face: no detection, resized to 112x112 (anti-spoof skipped)"),
@@ -25,6 +27,12 @@ def error(description: str) -> dict:
     return {"model": ErrorResponse, "description": description}
 
 
+# Every route that needs an API key (added to each router by the app).
+ACCESS_ERRORS = {
+    401: error("unauthorized / invalid_api_key: no API key, or an unknown or revoked one"),
+    403: error("forbidden: the key's tenant is not the one the request names (or an admin key is needed)"),
+    429: error("rate_limited: this key's token bucket is empty; see Retry-After"),
+}
 COMMON_ERRORS = {
     413: error("the image is larger than FACEAUTH_MAX_IMAGE_BYTES"),
     503: error("the ML service, Milvus or the object store is unavailable: nothing was written"),

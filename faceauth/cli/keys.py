@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from faceauth.auth.keys import KeyStore
 from faceauth.config import APISettings, load_api_settings
-from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.objects import open_object_store
+from faceauth.contracts.ids import is_valid_tenant
+
+if TYPE_CHECKING:
+    from faceauth.auth.keys import KeyStore
 
 T = TypeVar("T")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,255}$")
 
 
 async def _with_keys(settings: APISettings, fn: Callable[[KeyStore], Awaitable[T]]) -> T:
+    from faceauth.api.container import open_object_store
+    from faceauth.auth.keys import KeyStore
+
     objects = open_object_store(settings)
     await objects.open()
     try:
@@ -45,6 +47,8 @@ def ensure_admin_key(settings: APISettings) -> str | None:
 
 
 def _run(fn: Callable[[KeyStore], Awaitable[int]]) -> int:
+    from faceauth.storage.errors import StorageUnavailable
+
     try:
         return asyncio.run(_with_keys(load_api_settings(), fn))
     except StorageUnavailable as exc:
@@ -60,7 +64,7 @@ def _create(args: argparse.Namespace) -> int:
     if (args.tenant is None) == (not args.admin):
         print("faceauth: give --tenant T (a tenant key) or --admin (an admin key)", file=sys.stderr)
         return 2
-    if args.tenant is not None and not _TENANT.fullmatch(args.tenant):
+    if args.tenant is not None and not is_valid_tenant(args.tenant):
         print("faceauth: a tenant uses letters, digits and . _ : @ - (at most 256 characters)", file=sys.stderr)
         return 2
 

@@ -1,0 +1,133 @@
+"""The composition root: the stores, the ML client and every service of the Face API, built from the settings.
+
+The app, the CLI (`faceauth repair`, `reembed`, `keys`) and the benchmarks build the Face API the same way, here.
+Tests pass in stores or a client of their own (wrapped to inject faults); what the container did not build, it
+does not close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+
+from faceauth.auth.keys import KeyStore
+from faceauth.auth.middleware import KeyCache
+from faceauth.clustering.service import ClusterService
+from faceauth.config import APISettings
+from faceauth.faces.repository import FaceRepository
+from faceauth.faces.service import FaceService
+from faceauth.health.service import HealthService
+from faceauth.images.links import ImageLinks
+from faceauth.images.service import ImageService
+from faceauth.maintenance.reembed import Reembedder
+from faceauth.ml_client import MLClient
+from faceauth.photos.analyzer import PhotoAnalyzer
+from faceauth.photos.fetch import ImageFetcher
+from faceauth.photos.loader import PhotoLoader
+from faceauth.storage.errors import StorageUnavailable
+from faceauth.storage.objects import ObjectStore, open_object_store
+from faceauth.storage.vectors import FaceIndex, open_face_index
+from faceauth.subjects.service import SubjectService
+from faceauth.tenants.service import TenantService
+from faceauth.verification.service import VerificationService
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Container", "ml_client", "open_face_index", "open_object_store"]
+
+
+def ml_client(settings: APISettings) -> MLClient:
+    return MLClient(
+        settings.ml_inference_service_url,
+        token=settings.ml_inference_auth_token,
+        connect_timeout=settings.ml_connect_timeout_seconds,
+        timeout=settings.ml_timeout_seconds,
+        connect_retries=settings.ml_connect_retries,
+        max_connections=settings.ml_max_connections,
+    )
+
+
+def photo_loader(settings: APISettings, objects: ObjectStore) -> PhotoLoader:
+    fetcher = ImageFetcher(
+        timeout_s=settings.image_url_timeout_seconds,
+        max_bytes=settings.max_image_bytes,
+        max_redirects=settings.image_url_max_redirects,
+        allowed_hosts=settings.allowed_url_hosts,
+    )
+    return PhotoLoader(
+        fetcher,
+        objects,
+        max_bytes=settings.max_image_bytes,
+        bucket=settings.minio_bucket,
+        drop_prefix=settings.image_url_s3_prefix,
+    )
+
+
+async def _open_with_retry(name: str, store: FaceIndex | ObjectStore, deadline_s: float) -> None:
+    """Containers start in any order: wait a while for a store rather than crash-looping."""
+    started = time.monotonic()
+    delay = 0.5
+    while True:
+        try:
+            await store.open()
+            return
+        except StorageUnavailable as exc:
+            if time.monotonic() - started > deadline_s:
+                raise
+            log.warning("%s not reachable yet (%s); retrying in %.1f s", name, exc.detail, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Container:
+    """Every part of the Face API, wired once. Build it, `await open()`, use it, `await close()`."""
+
+    def __init__(
+        self,
+        settings: APISettings,
+        *,
+        index: FaceIndex | None = None,
+        objects: ObjectStore | None = None,
+        ml: MLClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.index = index or open_face_index(settings)
+        self.objects = objects or open_object_store(settings)
+        self.ml = ml or ml_client(settings)
+        self._owned = [
+            part for part, given in ((self.ml, ml), (self.index, index), (self.objects, objects)) if not given
+        ]
+
+        self.loader = photo_loader(settings, self.objects)
+        self.analyzer = PhotoAnalyzer(self.loader, self.ml)
+        self.repository = FaceRepository(self.index, self.objects, store_images=settings.store_images)
+        self.images = ImageService(ImageLinks(self.objects), self.objects, link_seconds=settings.image_link_seconds)
+        self.key_store = KeyStore(self.objects)
+        self.key_cache = KeyCache(self.key_store)
+
+        self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings)
+        self.subjects = SubjectService(self.index, self.repository)
+        self.verification = VerificationService(self.analyzer, self.index, settings)
+        self.clustering = ClusterService(self.index, self.ml, settings)
+        self.tenants = TenantService(self.index, self.objects)
+        self.health = HealthService(self.index, self.objects, self.ml)
+        self.reembedder = Reembedder(self.repository, self.analyzer)
+
+    @property
+    def services(self) -> dict[type, object]:
+        """What the routes' dependencies look up, by class (faceauth.web.deps.provided)."""
+        parts = (self.faces, self.subjects, self.verification, self.clustering, self.tenants, self.health, self.images)
+        return {type(part): part for part in parts}
+
+    async def open(self, *, wait_s: float = 0.0) -> None:
+        """Connect the stores (the object store first: the keys live there), each retried for up to `wait_s`."""
+        await _open_with_retry("the object store", self.objects, wait_s)
+        await _open_with_retry("Milvus", self.index, wait_s)
+
+    async def close(self) -> None:
+        async with AsyncExitStack() as stack:  # every close runs, whichever fails
+            stack.push_async_callback(self.loader.aclose)
+            for part in self._owned:
+                stack.push_async_callback(part.aclose if isinstance(part, MLClient) else part.close)

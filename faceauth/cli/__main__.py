@@ -1,0 +1,5 @@
+import sys
+
+from faceauth.cli import main
+
+sys.exit(main())

@@ -1,0 +1,250 @@
+"""Faces in the two stores: a face is in both (its vector in Milvus, its image in the object store) or in neither.
+
+Each revision of a face has its own image key (``tenant/face_id/<revision>``) and its own vector row, so a write
+never overwrites anything that a reader, or a rollback, still needs:
+
+- a new revision: image first, then the vector; if the vector fails, the new image is removed again. The
+  revisions it replaces are removed only after it is complete in both stores.
+- delete: the vector first (the face stops matching at once), then the images; a retry finishes the job.
+- every write first tidies what an earlier crash may have left under the face's prefix (images no vector
+  points to, older duplicate rows), so one face never drifts.
+
+Writes to the same (tenant, face_id) are serialised in this process (`editing`), which also makes "insert answers
+409 if the id exists" exact here. Several API replicas writing the same id at the same instant can still race
+(Milvus has no conditional insert); the tidy-up above keeps even that case consistent (newest revision wins).
+
+A store that fails raises StorageUnavailable (the app answers 503); a write that is only partly done when a
+store fails, and that a retry finishes, says so in its own 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceauth.kit.errors import AppError, unavailable
+from faceauth.kit.imagetypes import sniff_content_type
+from faceauth.kit.locks import KeyedLocks
+from faceauth.storage.errors import StorageUnavailable
+from faceauth.storage.keys import face_prefix, revision_key, revision_ms
+from faceauth.storage.objects import ObjectStore
+from faceauth.storage.vectors import FaceIndex, FaceRecord
+
+log = logging.getLogger(__name__)
+
+# An image no vector points to is a leftover only once it is older than any request that may still be
+# completing it (another replica between its two writes); younger ones are left alone.
+ORPHAN_GRACE_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class RepairCounts:
+    """What `FaceRepository.repair` removed."""
+
+    rows_without_image: int = 0  # vector rows whose image was missing
+    replaced_rows: int = 0  # complete revisions older than the face's newest one
+    orphan_images: int = 0  # images no vector row pointed to (then or once the replaced rows were gone)
+
+
+def face_not_found(tenant: str, face_id: str) -> AppError:
+    return AppError(404, "face_not_found", f"no face {face_id!r} in tenant {tenant!r}")
+
+
+class FaceEdit:
+    """A face held for writing: its lock is held and what earlier writes left behind is tidied away."""
+
+    def __init__(self, repository: FaceRepository, tenant: str, face_id: str, current: FaceRecord | None) -> None:
+        self._repository = repository
+        self.tenant = tenant
+        self.face_id = face_id
+        self.current = current  # the face's revision now (None: not stored)
+
+    async def write(self, image: bytes, model_id: str, embedding: np.ndarray, *, subject_id: str) -> FaceRecord:
+        """A new revision in both stores, then the one it replaces removed."""
+        record = await self._repository._write_revision(
+            self.tenant, self.face_id, image, model_id, embedding, subject_id, replacing=self.current
+        )
+        self.current = record
+        return record
+
+
+class FaceRepository:
+    def __init__(self, index: FaceIndex, objects: ObjectStore, *, store_images: bool = True) -> None:
+        """`store_images=False` (FACEAUTH_STORE_IMAGES): rows without an image, on purpose (empty object key)."""
+        self.index = index
+        self.objects = objects
+        self.store_images = store_images
+        self._locks = KeyedLocks()
+
+    # -- writes ---------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def editing(self, tenant: str, face_id: str, *, tenant_lock: bool = False) -> AsyncIterator[FaceEdit]:
+        """Hold the face for writing. `tenant_lock` also holds the tenant-wide lock first, for writes that must
+        see each other's (two enrolments with a duplicate check may not both miss each other). Lock order: the
+        tenant's, then the face's; nothing takes them the other way round."""
+        async with AsyncExitStack() as held:
+            if tenant_lock:
+                await held.enter_async_context(self._locks.hold((tenant, None)))
+            await held.enter_async_context(self._locks.hold((tenant, face_id)))
+            current = await self._tidy(tenant, face_id)
+            yield FaceEdit(self, tenant, face_id, current)
+
+    async def delete(self, tenant: str, face_id: str) -> None:
+        async with self._locks.hold((tenant, face_id)):
+            rows = await self.index.find(tenant, face_id)
+            keys = await self.objects.list(face_prefix(tenant, face_id))
+            if not rows and not keys:
+                raise face_not_found(tenant, face_id)
+            if rows:
+                await self.index.remove(tenant, [r.row_id for r in rows])
+            try:
+                for key in keys:
+                    await self.objects.delete(key)
+            except StorageUnavailable:
+                raise unavailable(
+                    "object_store_unavailable",
+                    "the face no longer matches, but its image could not be removed yet: retry the delete to finish",
+                ) from None
+
+    async def repair(self, tenant: str, face_id: str) -> RepairCounts:
+        """Remove what interrupted writes left of one face, as every write of it does first (`_tidy`), under the
+        face's lock so no write of this process is half-way meanwhile; for the orphan sweep."""
+        prefix = face_prefix(tenant, face_id)
+        async with self._locks.hold((tenant, face_id)):
+            rows = await self.index.find(tenant, face_id)
+            keys = set(await self.objects.list(prefix))
+            current = await self._tidy(tenant, face_id)
+            # _tidy only logs an image it could not delete: count what is really gone.
+            left = set(await self.objects.list(prefix))
+        gone = [r for r in rows if r != current]
+        missing = sum(bool(r.object_key) and r.object_key not in keys for r in gone)  # "": stored without image
+        return RepairCounts(
+            rows_without_image=missing, replaced_rows=len(gone) - missing, orphan_images=len(keys - left)
+        )
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    async def get(self, tenant: str, face_id: str) -> FaceRecord:
+        """The face's current revision; 404 when there is none."""
+        rows = await self.index.find(tenant, face_id)
+        if not rows:
+            raise face_not_found(tenant, face_id)
+        return rows[0]
+
+    async def image(self, record: FaceRecord) -> bytes:
+        """The stored image of a revision (ObjectNotFound when it is gone)."""
+        return (await self.objects.get(record.object_key)).data
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    async def _write_revision(
+        self,
+        tenant: str,
+        face_id: str,
+        image: bytes,
+        model_id: str,
+        embedding: np.ndarray,
+        subject_id: str,
+        *,
+        replacing: FaceRecord | None,
+    ) -> FaceRecord:
+        now_ms = int(time.time() * 1000)
+        key = revision_key(tenant, face_id, now_ms)
+        record = FaceRecord(
+            row_id=key,
+            tenant=tenant,
+            face_id=face_id,
+            object_key=key if self.store_images else "",
+            model_id=model_id,
+            created_at_ms=now_ms,
+            subject_id=subject_id,
+        )
+        await self._write_both(record, image, embedding)
+        if replacing is not None:
+            await self._drop_replaced(tenant, replacing, rollback=record)
+        return record
+
+    async def _write_both(self, record: FaceRecord, image: bytes, embedding: np.ndarray) -> None:
+        """The image, then the vector. A record without object key keeps no image (FACEAUTH_STORE_IMAGES=false)."""
+        if record.object_key:
+            try:
+                await self.objects.put(record.object_key, image, sniff_content_type(image))
+            except StorageUnavailable:
+                # A put that timed out may still have landed: make sure no image stays without its vector.
+                await self._forget_image(record.object_key)
+                raise
+        try:
+            await self.index.add(record, embedding)
+        except BaseException:
+            # An insert that timed out may still be applied: take the row back before the image, so neither
+            # stays alone. If Milvus is down for both, the row without image is removed by the next write.
+            await self._forget_row(record)
+            await self._forget_image(record.object_key)
+            raise
+
+    async def _drop_replaced(self, tenant: str, old: FaceRecord, rollback: FaceRecord) -> None:
+        """After a replacement: remove the replaced revision; if its vector cannot go, undo the new one."""
+        try:
+            await self.index.remove(tenant, [old.row_id])
+        except StorageUnavailable:
+            try:
+                await self.index.remove(tenant, [rollback.row_id])
+            except StorageUnavailable:
+                # Two complete revisions remain; the next write to this face keeps the newest (see _tidy).
+                log.error("upsert of %s/%s: could not roll back the new revision", tenant, rollback.face_id)
+                raise
+            await self._forget_image(rollback.object_key)
+            raise
+        try:
+            if old.object_key:
+                await self.objects.delete(old.object_key)
+        except StorageUnavailable:
+            # The face is consistent (new vector, new image); the old image is a leftover no vector points to.
+            raise unavailable(
+                "object_store_unavailable",
+                "the face was replaced, but its previous image could not be removed yet: retry to finish",
+            ) from None
+
+    async def _forget_row(self, record: FaceRecord) -> None:
+        try:
+            await self.index.remove(record.tenant, [record.row_id])
+        except StorageUnavailable as exc:
+            log.error("could not remove row %s after a failed write: %s", record.row_id, exc.detail)
+
+    async def _forget_image(self, key: str) -> None:
+        if not key:  # a face stored without its image
+            return
+        try:
+            await self.objects.delete(key)
+        except StorageUnavailable as exc:
+            # Left for the next write of this face to remove: no vector points to it.
+            log.error("could not remove image %s after a failed write: %s", key, exc.detail)
+
+    async def _tidy(self, tenant: str, face_id: str) -> FaceRecord | None:
+        """The face's current revision, after removing what an interrupted write left behind: vector rows whose
+        image is missing, older duplicate revisions, and images no vector points to."""
+        rows = await self.index.find(tenant, face_id)
+        keys = set(await self.objects.list(face_prefix(tenant, face_id)))
+        # A row without object key was stored without its image on purpose (FACEAUTH_STORE_IMAGES=false).
+        complete = [r for r in rows if not r.object_key or r.object_key in keys]  # newest first
+        doomed = [r for r in rows if r.object_key and r.object_key not in keys] + complete[1:]
+        if doomed:
+            log.warning("%s/%s: removing %d incomplete or replaced revision(s)", tenant, face_id, len(doomed))
+            await self.index.remove(tenant, [r.row_id for r in doomed])
+        current = complete[0] if complete else None
+        referenced = {current.object_key} if current else set()
+        newest_ms = current.created_at_ms if current else None
+        now_ms = int(time.time() * 1000)
+        for key in sorted(keys - referenced):
+            born = revision_ms(key)
+            # Older than the live revision: a leftover for sure. Newer: maybe another replica's write in
+            # progress, so only once it is older than any request could be.
+            if born is None or (newest_ms is not None and born < newest_ms) or now_ms - born > ORPHAN_GRACE_MS:
+                await self._forget_image(key)
+        return current

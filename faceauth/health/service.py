@@ -1,0 +1,66 @@
+"""Readiness: each dependency pinged at once, with a deadline; and a warning when the collection holds vectors of
+an embedding model other than the one the ML service runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from faceauth.health.schemas import DependencyState
+from faceauth.ml_client import MLClient
+from faceauth.storage.objects import ObjectStore
+from faceauth.storage.vectors import FaceIndex
+
+# A dependency that takes longer than this to answer a ping counts as down for readiness.
+_CHECK_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    checks: dict[str, DependencyState]
+    model_id: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return all(c.status == "ok" for c in self.checks.values())
+
+
+async def _check(probe: Callable[[], Awaitable[Any]]) -> tuple[DependencyState, Any]:
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(probe(), _CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return DependencyState(status="down", detail=f"no answer within {_CHECK_TIMEOUT_S:.0f} s"), None
+    except Exception as exc:  # any failure means "not ready"; the detail says which and why
+        return DependencyState(status="down", detail=str(exc)[:300]), None
+    return DependencyState(status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 1)), result
+
+
+class HealthService:
+    def __init__(self, index: FaceIndex, objects: ObjectStore, ml: MLClient) -> None:
+        self.index = index
+        self.objects = objects
+        self.ml = ml
+
+    async def readiness(self) -> Readiness:
+        (milvus, _), (objects, _), (ml, ml_body) = await asyncio.gather(
+            _check(self.index.ping), _check(self.objects.ping), _check(self.ml.ready)
+        )
+        warnings: list[str] = []
+        model_id = ((ml_body or {}).get("models", {}).get("embedder") or {}).get("model_id")
+        if model_id and milvus.status == "ok":
+            try:
+                others = await self.index.other_model_ids(model_id)
+            except Exception as exc:  # readiness must answer even if this extra query fails
+                others = []
+                warnings.append(f"could not list the collection's embedding models: {exc}")
+            if others:
+                warnings.append(
+                    f"the collection holds vectors of other embedding models ({', '.join(sorted(others))}); search "
+                    f"compares only {model_id}: re-embed the stored images (docs/OPERATIONS.md)"
+                )
+        return Readiness({"milvus": milvus, "object_store": objects, "ml_service": ml}, model_id, warnings)
