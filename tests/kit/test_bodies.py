@@ -1,14 +1,18 @@
-"""Upload handling shared by both services."""
+"""Upload and base64 handling shared by both services."""
 
 from __future__ import annotations
 
+import base64
+
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from faceauth.kit.bodies import keep_uploads_in_memory
+from faceauth.kit.bodies import decode_base64_image, keep_uploads_in_memory
+from faceauth.kit.errors import AppError
 
 
 async def _where(request: Request) -> JSONResponse:
@@ -24,3 +28,28 @@ def test_a_phone_sized_photo_is_not_written_to_a_temporary_file():
     with TestClient(Starlette(routes=[Route("/", _where, methods=["POST"])])) as client:
         answer = client.post("/", files={"file": ("p.jpg", photo, "image/jpeg")}).json()
     assert answer == {"bytes": len(photo), "on_disk": False}
+
+
+def _refusal(text: str, limit: int = 1000) -> tuple[int, str, dict | None]:
+    with pytest.raises(AppError) as refused:
+        decode_base64_image(text, limit, field="probes_b64[1]")
+    return refused.value.status, refused.value.code, refused.value.details
+
+
+def test_one_base64_decoder_takes_what_other_tools_write():
+    data = bytes(range(256)) * 3
+    standard = base64.b64encode(data).decode()
+    assert decode_base64_image(standard, 1000) == data
+    # URL-safe alphabet, padding dropped, line breaks, a data: URL prefix: all the same photo
+    assert decode_base64_image(base64.urlsafe_b64encode(data).decode().rstrip("="), 1000) == data
+    wrapped = "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76))
+    assert decode_base64_image(f"data:image/jpeg;base64,{wrapped}", 1000) == data
+
+
+def test_base64_refusals_name_the_field_and_an_oversized_one_is_refused_by_its_length():
+    assert _refusal("%%% not base64") == (400, "invalid_base64", {"field": "probes_b64[1]"})
+    assert _refusal("   ") == (400, "empty_image", {"field": "probes_b64[1]"})
+    # 2 MB of text for a 1000-byte limit: refused without decoding it
+    assert _refusal("A" * 2_000_000) == (413, "payload_too_large", {"field": "probes_b64[1]"})
+    # just over the limit once decoded
+    assert _refusal(base64.b64encode(b"x" * 1001).decode()) == (413, "payload_too_large", {"field": "probes_b64[1]"})

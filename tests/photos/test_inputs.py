@@ -124,3 +124,12 @@ def test_an_aligned_crop_enrols_and_is_found_from_a_full_photo(api, people, phot
     assert r.json()["imageQualityAssessment"]["spoof"] is None  # not judged on a tight crop
     assert r.json()["imageQualityAssessment"]["skipped_checks"] == ["spoof"]  # and the answer says so
     assert match_ids(search(api, "acme", photos(people[0].probe_photo))) == ["crop_1"]
+
+
+def test_url_safe_unpadded_base64_is_read_like_the_ml_service_reads_it(api, photos, people):
+    # One decoder for both services: what the ML service accepts, the Face API accepts too.
+    text = base64.urlsafe_b64encode(photos(people[0].enrol_photo)).decode().rstrip("=")
+    r = api.post("/v1/faces/insert", data={"id": "emp_b64", "tenant": "acme", "image_b64": text})
+    assert r.status_code == 200, r.text
+    r = api.post("/v1/faces/search", data={"tenant": "acme", "image_b64": text})
+    assert [m["id"] for m in r.json()["searchResult"]["matches"]][:1] == ["emp_b64"]
