@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Response
 
 from faceauth.health import schemas
 from faceauth.health.service import HealthService
@@ -27,12 +26,12 @@ async def healthz():
     summary="Readiness: Milvus, the object store and the ML service; says which one is down",
     responses={503: {"model": schemas.ReadyResponse, "description": "a dependency is down"}},
 )
-async def readyz(service: HealthServiceDep):
+async def readyz(service: HealthServiceDep, response: Response):
     found = await service.readiness()
-    body = schemas.ReadyResponse(
+    response.status_code = 200 if found.ready else 503
+    return schemas.ReadyResponse(
         status="ok" if found.ready else "unavailable",
         checks=found.checks,
         model_id=found.model_id,
         warnings=found.warnings,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if found.ready else 503)
