@@ -62,6 +62,9 @@ def say(message: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
+# --------------------------------------------------------------------------------------------- faces
+
+
 @dataclass(slots=True)
 class Face:
     """One id the soak inserted, and what the service acknowledged about it."""

@@ -215,11 +215,11 @@ class ServiceProcess(ServerProcess):
         self.startup_s: float | None = None
         self.ready_body: Any = None  # the JSON of the first 2xx readiness answer
 
-    def start(self, timeout: float | None = None) -> ServiceProcess:
+    def start(self) -> ServiceProcess:
         self._spawn(self.argv, cwd=self.cwd, env=self.env)
         started = time.perf_counter()
         with httpx.Client(timeout=2.0) as client:
-            self._wait_until(lambda: self._ready(client), self.ready_timeout if timeout is None else timeout)
+            self._wait_until(lambda: self._ready(client), self.ready_timeout)
         self.startup_s = time.perf_counter() - started
         return self
 
