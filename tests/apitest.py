@@ -15,10 +15,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.photos import accepted_by_ml, people_from_pairs
 from faceauth.api.app import create_app
 from faceauth.config import APISettings
 from tests.conftest import require
-from tests.scripts import load_script
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,15 @@ class Person:
 @pytest.fixture(scope="session")
 def people(ml_service, faces_dir: Path) -> list[Person]:
     """People with at least two photos that pass the ML service's checks, in a stable order."""
-    headers = {"Authorization": f"Bearer {ml_service.token}", "Content-Type": "application/octet-stream"}
+    # The join of the labelled same-person pairs that the soak uses too.
+    groups = people_from_pairs(faces_dir / "master.csv")
+    accepted, _ = accepted_by_ml(ml_service.url, ml_service.token, [faces_dir / name for g in groups for name in g])
+    usable = {path.name for path in accepted}
     found = []
-    with httpx.Client(base_url=ml_service.url, headers=headers, timeout=60) as client:
-        # The join of the labelled same-person pairs that the soak test script uses too.
-        for group in load_script("soak").people_from_pairs(faces_dir / "master.csv"):
-            good = []
-            for name in group:
-                body = client.post("/v1/analyze", content=(faces_dir / name).read_bytes()).json()
-                if body.get("passed") and body.get("faces_count") == 1:
-                    good.append(name)
-            if len(good) >= 2:
-                found.append(Person(tuple(good)))
+    for group in groups:
+        good = [name for name in group if name in usable]
+        if len(good) >= 2:
+            found.append(Person(tuple(good)))
     found.sort(key=lambda p: p.photos)
     require(len(found) >= 4, f"need at least 4 people with two usable photos, found {len(found)}")
     return found

@@ -6,25 +6,22 @@ broken CI setup can never pass by skipping.
 
 from __future__ import annotations
 
-import csv
 import ipaddress
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.s3_server import WeedMiniServer, running_weed
-from tests.servers import MilvusLiteServer, MilvusStandaloneServer
+from bench.photos import Pair, read_pairs
+from bench.servers.milvus import MilvusLiteServer, MilvusStandaloneServer
+from bench.servers.seaweed import WeedMiniServer, running_weed
+from bench.servers.services import FaceauthService, ml_env
 
 # Face API fixtures (people, photos, make_api, api), usable from every test package.
 pytest_plugins = ["tests.apitest"]
@@ -161,17 +158,9 @@ def spoof_model_path(shared_dir: Path) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class LabelledPair:
-    left: str
-    right: str
-    same: bool
-
-
 @pytest.fixture(scope="session")
-def labelled_pairs(faces_dir: Path) -> list[LabelledPair]:
-    with open(faces_dir / "master.csv", newline="") as fh:
-        return [LabelledPair(r["file_x"], r["file_y"], r["Decision"].strip() == "Yes") for r in csv.DictReader(fh)]
+def labelled_pairs(faces_dir: Path) -> list[Pair]:
+    return read_pairs(faces_dir / "master.csv")
 
 
 @pytest.fixture(scope="session")
@@ -186,75 +175,28 @@ def photo_bytes(faces_dir: Path):
 # -- the real ML service, as a process on 127.0.0.1 (shared by the CLI and Face API end-to-end tests) ---------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class MLService:
     url: str
     token: str
-    process: subprocess.Popen
-
-
-def wait_until_ready(
-    url: str, process: subprocess.Popen, timeout_s: float = 90.0, *, log_path: Path | None = None
-) -> None:
-    """Wait for GET /readyz to answer 200; if the process dies first, fail with the end of its output (its pipe,
-    or the file it writes to)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            out = log_path.read_text() if log_path else process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"server exited with {process.returncode}: {out[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not become ready in {timeout_s:.0f} s")
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    process: FaceauthService
 
 
 @pytest.fixture(scope="session")
 def ml_service(spoof_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLService]:
     """`faceauth ml` with the real models, guarded by an internal token as in production."""
-    port, token = free_port(), "test-internal-token"
-    env = {
-        **os.environ,
+    token = "test-internal-token"
+    settings = {
         "ML_SERVICE_SPOOF_LOCAL_MODEL_PATH": str(spoof_model_path),
         "ML_SERVICE_MODEL_DIR": str(tmp_path_factory.mktemp("models")),
         "ML_SERVICE_AUTO_FETCH": "false",
-        "ML_SERVICE_AUTH_TOKEN": token,
     }
     # Output to a file, not a pipe: the service logs every request, and a pipe nobody reads fills up and then
     # blocks the service in its next log write.
     log_path = tmp_path_factory.mktemp("ml-service") / "ml.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "faceauth.cli", "ml", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, log_path=log_path)
-        yield MLService(url, token, process)
-    finally:
-        stop_process(process)
+    service = FaceauthService("ml", ml_env(settings, token=token), log_level=None, log_path=log_path, ready_timeout=90)
+    with service:
+        yield MLService(service.url, token, service)
 
 
 # -- real storage servers on 127.0.0.1, started once per session when a test needs them ------------------------

@@ -209,11 +209,10 @@ def test_integer_and_list_input_is_accepted():
 
 
 def test_real_faces_of_three_people_cluster_by_person(faces_dir: Path):
-    from tests.scripts import load_script
+    from bench import calibrate
 
     master = faces_dir / "master.csv"
     require(master.is_file(), f"{master} is missing")
-    calibrate = load_script("calibrate")
     pairs = calibrate.read_pairs(master)
     groups: dict[str, list[str]] = {}
     for photo, root in sorted(calibrate.identity_groups(pairs).items()):

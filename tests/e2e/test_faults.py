@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,11 +29,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.servers.milvus import MilvusLiteServer
+from bench.servers.process import ServerProcess
+from bench.servers.seaweed import WeedMiniServer
+from bench.servers.services import FaceauthService, ml_env
 from faceauth.faces import repository as faces_repository
 from faceauth.maintenance import sweep_orphans
 from tests.apitest import enrol, search, stored_keys, stored_rows
-from tests.s3_server import WeedMiniServer
-from tests.servers import HOST, MilvusLiteServer, _ServerProcess, free_ports
 
 THREADS = 3
 # A paused dependency must turn into a 503 after about this long (the API's timeout for it, in seconds).
@@ -48,44 +49,25 @@ NO_RATE_LIMIT = {"rate_limit_per_second": 100000.0, "rate_limit_burst": 100000}
 # -- the processes -------------------------------------------------------------------------------------------------
 
 
-class MLServiceProcess(_ServerProcess):
-    """`faceauth ml` on a port of its own, kept across restarts."""
+ML_TOKEN = "fault-tests-token"
 
-    name = "faceauth ml"
 
-    def __init__(self, base_dir: Path, spoof_model: Path) -> None:
-        super().__init__(base_dir / "ml.log")
-        self.port = free_ports(1)[0]
-        self.token = "fault-tests-token"
-        self.env = {
-            **os.environ,
-            "ML_SERVICE_SPOOF_LOCAL_MODEL_PATH": str(spoof_model),
-            "ML_SERVICE_MODEL_DIR": str(base_dir / "models"),
-            "ML_SERVICE_AUTO_FETCH": "false",
-            "ML_SERVICE_AUTH_TOKEN": self.token,
-        }
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self, timeout: float = 90.0) -> None:
-        self._spawn(
-            [sys.executable, "-m", "faceauth.cli", "ml", "--host", HOST, "--port", str(self.port)], env=self.env
-        )
-        self._wait_until(self._ready, timeout)
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+def ml_service_process(base_dir: Path, spoof_model: Path) -> FaceauthService:
+    """`faceauth ml` on a port of its own, kept across restarts (killed with the test run)."""
+    settings = {
+        "ML_SERVICE_SPOOF_LOCAL_MODEL_PATH": str(spoof_model),
+        "ML_SERVICE_MODEL_DIR": str(base_dir / "models"),
+        "ML_SERVICE_AUTO_FETCH": "false",
+    }
+    env = ml_env(settings, token=ML_TOKEN)
+    options = {"log_path": base_dir / "ml.log", "ready_timeout": 90.0, "poll_s": 0.1, "die_with_parent": True}
+    return FaceauthService("ml", env, log_level=None, **options)
 
 
 @pytest.fixture(scope="module")
-def own_ml(spoof_model_path, tmp_path_factory) -> Iterator[MLServiceProcess]:
+def own_ml(spoof_model_path, tmp_path_factory) -> Iterator[FaceauthService]:
     """An ML service for this module's tests only: they kill and pause it."""
-    ml = MLServiceProcess(tmp_path_factory.mktemp("fault-ml"), spoof_model_path)
+    ml = ml_service_process(tmp_path_factory.mktemp("fault-ml"), spoof_model_path)
     ml.start()
     try:
         yield ml
@@ -93,12 +75,12 @@ def own_ml(spoof_model_path, tmp_path_factory) -> Iterator[MLServiceProcess]:
         stop_even_if_paused(ml)
 
 
-def signal_group(server: _ServerProcess, sig: signal.Signals) -> None:
+def signal_group(server: ServerProcess, sig: signal.Signals) -> None:
     assert server.proc is not None and server.proc.poll() is None, f"{server.name} is not running"
     os.killpg(server.proc.pid, sig)
 
 
-def crash(server: _ServerProcess) -> None:
+def crash(server: ServerProcess) -> None:
     """SIGKILL, no chance to shut down cleanly; `server.start()` brings it back on the same port and data."""
     signal_group(server, signal.SIGKILL)
     server.proc.wait(timeout=10)
@@ -108,11 +90,11 @@ def crash(server: _ServerProcess) -> None:
             (server.base_dir / name).unlink(missing_ok=True)
 
 
-def pause(server: _ServerProcess) -> None:
+def pause(server: ServerProcess) -> None:
     signal_group(server, signal.SIGSTOP)
 
 
-def resume(server: _ServerProcess) -> None:
+def resume(server: ServerProcess) -> None:
     signal_group(server, signal.SIGCONT)
 
 
@@ -310,8 +292,8 @@ def outage_case(api, people, photos, monkeypatch, *, begin, end, codes: set[str]
     check_outage(api, photos, monkeypatch, outage, codes, failing_ops=failing_ops)
 
 
-def ml_settings(ml: MLServiceProcess, **extra: object) -> dict[str, object]:
-    return {"ml_inference_service_url": ml.url, "ml_inference_auth_token": ml.token, **NO_RATE_LIMIT, **extra}
+def ml_settings(ml: FaceauthService, **extra: object) -> dict[str, object]:
+    return {"ml_inference_service_url": ml.url, "ml_inference_auth_token": ML_TOKEN, **NO_RATE_LIMIT, **extra}
 
 
 # -- the ML service ------------------------------------------------------------------------------------------------
@@ -345,13 +327,13 @@ def own_milvus(tmp_path) -> Iterator[MilvusLiteServer]:
         stop_even_if_paused(server)
 
 
-def stop_even_if_paused(server: _ServerProcess) -> None:
+def stop_even_if_paused(server: ServerProcess) -> None:
     if server.running:
         resume(server)  # a paused process would not act on SIGTERM
     server.stop()
 
 
-def milvus_settings(ml: MLServiceProcess, milvus: MilvusLiteServer) -> dict[str, object]:
+def milvus_settings(ml: FaceauthService, milvus: MilvusLiteServer) -> dict[str, object]:
     return ml_settings(ml, milvus_uri=milvus.uri, milvus_timeout_seconds=SHORT_TIMEOUT)
 
 
@@ -381,7 +363,7 @@ def own_weed(tmp_path) -> Iterator[WeedMiniServer]:
         stop_even_if_paused(server)
 
 
-def s3_settings(ml: MLServiceProcess, weed: WeedMiniServer) -> dict[str, object]:
+def s3_settings(ml: FaceauthService, weed: WeedMiniServer) -> dict[str, object]:
     return ml_settings(
         ml,
         object_store="s3",

@@ -12,7 +12,36 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, stop_process, wait_until_ready
+from bench.servers.process import free_port
+
+# The commands run as a user runs them (ports from the environment, output on a pipe), not through the launchers
+# of bench.servers, which pass their own --host and --port.
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    """Wait for GET /readyz to answer 200; if the process dies first, fail with the end of its output."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"server exited with {process.returncode}: {out[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not become ready in {timeout_s:.0f} s")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
+from bench.servers.milvus import MilvusLiteServer
+from bench.servers.seaweed import running_weed
 from tests.apitest import enrol, match_ids, search, stored_keys, stored_rows
-from tests.s3_server import running_weed
-from tests.servers import MilvusLiteServer
 
 
 @pytest.fixture(params=["milvus235", "lite-server"])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bench.servers.process import free_port
 from tests.apitest import enrol, search, stored_keys
-from tests.conftest import free_port
 
 
 def test_healthz_answers_with_a_request_id(api):

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.servers.process import free_port
 from faceauth.cli import configure_logging
 from faceauth.inference.app import create_app as create_ml_app
 from faceauth.inference.app import load_service
 from faceauth.inference.service import InferenceService
 from faceauth.kit.logs import JsonFormatter, make_handler
-from tests.conftest import free_port
 from tests.inference.conftest import ml_settings
 
 KEY_SENTINEL = "secret-sentinel-123"

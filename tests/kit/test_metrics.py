@@ -9,11 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.servers.process import free_port
 from faceauth.inference.app import create_app as create_ml_app
 from faceauth.inference.app import load_service
 from faceauth.inference.service import InferenceService
 from tests.apitest import enrol, search
-from tests.conftest import free_port
 from tests.inference.conftest import ml_settings
 
 Samples = dict[tuple[str, frozenset], float]

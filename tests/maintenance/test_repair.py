@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.servers.process import free_port
 from faceauth.config import APISettings
 from faceauth.faces.repository import ORPHAN_GRACE_MS, FaceRepository
 from faceauth.maintenance import sweep_orphans
@@ -28,7 +29,6 @@ from faceauth.storage.keys import revision_key
 from faceauth.storage.objects import ObjectStore, open_object_store
 from faceauth.storage.vectors import FaceIndex, FaceRecord, open_face_index
 from tests.apitest import enrol, match_ids, search, stored_keys
-from tests.conftest import free_port
 
 MODEL = "test-model"
 LONG_TENANT = "t" * 250  # longer than a key segment may be: shortened in keys (keys.key_segment)

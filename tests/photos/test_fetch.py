@@ -25,8 +25,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from bench.servers.process import free_port
 from faceauth.photos.fetch import ImageFetcher, ImageURLError, _PoolPerServerName, forbidden_reason
-from tests.conftest import free_port
 
 
 def small_jpeg() -> bytes:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers.milvus import MilvusStandaloneServer
 from faceauth.config import APISettings, load_api_settings
 from faceauth.storage.vectors import MilvusFaceIndex, open_face_index
-from tests.servers import MilvusStandaloneServer
 
 BACKENDS = ("lite", "lite-server", "milvus235")
 

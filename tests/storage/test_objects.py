@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.servers.seaweed import WeedMiniServer
 from faceauth.config import load_api_settings
 from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
 from faceauth.storage.objects import (
@@ -27,7 +28,6 @@ from faceauth.storage.objects import (
     StoredObject,
     open_object_store,
 )
-from tests.s3_server import WeedMiniServer
 
 BACKENDS = ("local", "s3")
 # Every byte value, newlines included: the local store's file header must not be confused by the payload.

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import faceauth.storage.vectors as vectors_module
+from bench.servers.milvus import MilvusLiteServer
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.vectors import (
     Exclusion,
@@ -27,7 +28,6 @@ from faceauth.storage.vectors import (
     quote,
 )
 from tests.aio import async_test
-from tests.servers import MilvusLiteServer
 from tests.storage.conftest import index_settings, new_collection_name
 
 DIM = 512
@@ -666,7 +666,7 @@ def test_server_down_is_storage_unavailable_and_the_index_recovers_when_it_retur
 
 
 def test_an_unreachable_server_fails_open_with_storage_unavailable(tmp_path):
-    from tests.servers import free_ports
+    from bench.servers.process import free_ports
 
     settings = index_settings(f"http://127.0.0.1:{free_ports(1)[0]}", "nothing", tmp_path, milvus_timeout_seconds=1.0)
     index = open_face_index(settings)

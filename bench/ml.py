@@ -9,7 +9,7 @@ For each service, one at a time (never two loaded at once, so they do not share 
    pre-encoded ``{"image_b64": ...}`` JSON bodies;
 4. stop it.
 
-"The straightforward design" is ``scripts/baseline_ml_service.py`` (insightface ``FaceAnalysis`` per
+"The straightforward design" is ``bench.baseline_ml_service`` (insightface ``FaceAnalysis`` per
 request in ``asyncio.to_thread``, same two ONNX files). Ours is ``uv run faceauth ml``. The run prints a
 markdown table (images/s, p50/p95/p99 latency, errors), the ratio of our ``/v1/embed`` throughput at
 concurrency 8 to the baseline's (target >= 1.5x) and how closely the two services' embeddings agree (cosine
@@ -17,7 +17,7 @@ of the largest face).
 
 Run (needs the ``bench`` group for the baseline)::
 
-    FACEAUTH_SHARED_DIR=../shared uv run --group bench python scripts/bench_ml.py --rounds 3 \\
+    FACEAUTH_SHARED_DIR=../shared uv run --group bench python -m bench.ml --rounds 3 \\
         --markdown bench-results/ml.md --json bench-results/ml.json
     ... --quick          # a short smoke run
     ... --rounds 3       # alternate the services three times; each row is the median round
@@ -32,15 +32,12 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
-import importlib.metadata
 import importlib.util
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -50,12 +47,9 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import (  # a sibling script, not a package
+from bench.loadgen import (
     LoadResult,
     Payload,
-    ServiceProcess,
-    free_port,
     json_payload,
     multipart_payload,
     percentile,
@@ -63,24 +57,19 @@ from loadgen import (  # a sibling script, not a package
     run_level,
     wait_for_quiet,
 )
+from bench.machine import command_line, machine_facts
+from bench.photos import photo_paths
+from bench.servers.process import HOST, ServiceProcess, free_port
+from bench.servers.services import spoof_model_env
 
-SCRIPTS_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = SCRIPTS_DIR.parent
-HOST = "127.0.0.1"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 BASELINE = "baseline"
 OURS = "faceauth"
 TARGET_RATIO = 1.5
-SPOOF_MODEL = Path("models") / "minifasnet_v2_80x80.onnx"
+COMMAND = "FACEAUTH_SHARED_DIR=../shared uv run --group bench python -m bench.ml"  # how reports say it was run
 
 
 # --------------------------------------------------------------------------------------------- inputs
-
-
-def photo_paths(shared_dir: Path) -> list[Path]:
-    photos = sorted((shared_dir / "faces" / "deepface").glob("*.jpg"))
-    if not photos:
-        raise SystemExit(f"no photos in {shared_dir / 'faces' / 'deepface'} (set FACEAUTH_SHARED_DIR)")
-    return photos
 
 
 def json_bodies(photos: Sequence[Path]) -> list[Payload]:
@@ -106,24 +95,20 @@ class ServiceSpec:
 def baseline_spec() -> ServiceSpec:
     if importlib.util.find_spec("insightface") is None:
         raise SystemExit("the baseline needs insightface: run with `uv run --group bench python ...`")
-    script = str(SCRIPTS_DIR / "baseline_ml_service.py")
     return ServiceSpec(
         name=BASELINE,
-        argv=lambda port: [sys.executable, script, "--host", HOST, "--port", str(port)],
+        argv=lambda port: [sys.executable, "-m", "bench.baseline_ml_service", "--host", HOST, "--port", str(port)],
         endpoints=["/v1/embed"],
     )
 
 
 def ours_spec(command: str, shared_dir: Path, multipart: bool) -> ServiceSpec:
-    env = {}
-    if "ML_SERVICE_SPOOF_LOCAL_MODEL_PATH" not in os.environ:
-        env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(shared_dir / SPOOF_MODEL)
     base = shlex.split(command)
     return ServiceSpec(
         name=OURS,
         argv=lambda port: [*base, "--host", HOST, "--port", str(port)],
         endpoints=["/v1/embed", "/v1/analyze"],
-        env=env,
+        env=spoof_model_env(shared_dir),
         multipart=multipart,
     )
 
@@ -274,7 +259,7 @@ async def bench_service(
     round_no: int = 1,
 ) -> ServiceRun:
     """Start the service, (if `probe`) collect its embeddings and stage timings, measure every level, stop it."""
-    port = free_port(HOST)
+    port = free_port()
     base_url = f"http://{HOST}:{port}"
     argv = spec.argv(port)
     run = ServiceRun(spec.name, argv)
@@ -283,7 +268,8 @@ async def bench_service(
     say(f"[{spec.name}] starting: {' '.join(argv)} (log: {log_path})")
     server = ServiceProcess(
         argv,
-        f"{base_url}/readyz",
+        base_url,
+        name=spec.name,
         env=env,
         cwd=PROJECT_DIR,
         log_path=log_path,
@@ -347,11 +333,6 @@ def merge_rounds(rounds: list[ServiceRun]) -> ServiceRun:
     return merged
 
 
-def is_noisy(result: LoadResult, args: argparse.Namespace) -> bool:
-    """Did other work on the machine take more than `--quiet-cores` during a level long enough to tell?"""
-    return (result.other_cores or 0.0) > args.quiet_cores and result.duration_s >= 2.0
-
-
 async def measure_level(
     client: httpx.AsyncClient,
     server: ServiceProcess,
@@ -382,7 +363,7 @@ async def measure_level(
             server=server,
             max_seconds=args.level_timeout,
         )
-        noisy = is_noisy(result, args)
+        noisy = result.disturbed(args.quiet_cores)
         say(
             f"[{label}] {endpoint} c={level}: {result.throughput:.1f} img/s, "
             f"p50 {result.p50:.0f} ms, p95 {result.p95:.0f} ms, p99 {result.p99:.0f} ms, "
@@ -425,79 +406,6 @@ def embed_ratio(runs: dict[str, ServiceRun], concurrency: int) -> float | None:
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def machine_facts() -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "revision": _revision(),
-        "cores": usable,
-        "cpu": cpu_model,
-        "memory_gib": _memory_gib(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "onnxruntime": version("onnxruntime"),
-        "insightface": version("insightface"),
-        "opencv": version("opencv-python-headless"),
-        "httpx": version("httpx"),
-    }
-
-
-def _revision() -> str | None:
-    """The project's git commit, marked when the work tree has changes the commit does not hold."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty=+local changes"],
-            cwd=PROJECT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def _memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
-
-
-def command_line() -> str:
-    """How this run was started, with paths inside the project made relative (no machine paths in reports)."""
-    parts = []
-    for arg in sys.argv[1:]:
-        path = Path(arg)
-        if path.is_absolute():
-            try:
-                arg = str(path.relative_to(Path.cwd()))
-            except ValueError:
-                arg = "<" + path.name + ">"
-        parts.append(shlex.quote(arg))
-    return " ".join(["FACEAUTH_SHARED_DIR=../shared", "uv run --group bench python scripts/bench_ml.py", *parts])
 
 
 def fmt(x: float) -> str:
@@ -546,7 +454,11 @@ def render(
         for name, run in runs.items()
         if run.embed_failures
     ]
-    noisy = [f"{r.service} {r.endpoint} c={r.concurrency}: {r.other_cores:.2f}" for r in results if is_noisy(r, args)]
+    noisy = [
+        f"{r.service} {r.endpoint} c={r.concurrency}: {r.other_cores:.2f}"
+        for r in results
+        if r.disturbed(args.quiet_cores)
+    ]
     if noisy:
         failures.append(f"Warning: other work on the machine during some levels (cores): {'; '.join(noisy)}")
     stdout = "\n".join([table, "", ratio_line, agree_line, *failures])
@@ -561,7 +473,7 @@ def render(
         f"insightface {facts['insightface']} (baseline), opencv {facts['opencv']}, no GPU.",
         "",
         "```",
-        command_line(),
+        command_line(COMMAND, sys.argv[1:]),
         "```",
         "",
         f"{n_photos} photos round-robin, base64 JSON bodies encoded before timing; per level "
@@ -605,7 +517,9 @@ def render(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Benchmark faceauth's ML service against the straightforward design.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ml", description="Benchmark faceauth's ML service against the straightforward design."
+    )
     parser.add_argument(
         "--requests",
         type=int,
@@ -718,7 +632,7 @@ async def amain(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         raw = {
             "started_utc": started.isoformat(timespec="seconds"),
-            "command": command_line(),
+            "command": command_line(COMMAND, sys.argv[1:]),
             "machine": facts,
             "settings": {
                 "requests": args.requests,

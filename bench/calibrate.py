@@ -22,7 +22,7 @@ observed is 1/N: a smaller target is reported as not resolvable (with the thresh
 Run::
 
     export FACEAUTH_SHARED_DIR=/path/to/shared     # the folder that holds faces/deepface
-    uv run python scripts/calibrate.py \\
+    uv run python -m bench.calibrate \\
         "$FACEAUTH_SHARED_DIR/faces/deepface/master.csv" --json calibrate.json \\
         --plot docs/img/roc_buffalo_s.png
     ... --all-pairs                         # also every cross pair between unrelated identity groups
@@ -32,7 +32,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -47,11 +46,8 @@ from typing import Any
 
 import numpy as np
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-if str(PROJECT_DIR) not in sys.path:
-    sys.path.insert(0, str(PROJECT_DIR))
-
-from faceauth.config import APISettings  # noqa: E402
+from bench.photos import Pair, identity_groups, read_pairs
+from faceauth.config import APISettings
 
 DEFAULT_TARGETS = (1e-2, 1e-3)
 # The thresholds the printed table always shows (besides the default and the chosen ones).
@@ -67,38 +63,6 @@ def default_search_threshold() -> float:
 # ------------------------------------------------------------------------------------------------- pairs
 
 
-@dataclass(frozen=True)
-class Pair:
-    left: str
-    right: str
-    same: bool
-    listed: bool = True  # False: added by --all-pairs
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.left, self.right) if self.left <= self.right else (self.right, self.left)
-
-
-def read_pairs(csv_path: Path) -> list[Pair]:
-    """The labelled pairs of a ``file_x,file_y,Decision`` CSV, in file order."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-        missing = [c for c in ("file_x", "file_y", "decision") if c not in columns]
-        if missing:
-            raise ValueError(f"{csv_path}: missing column(s) {', '.join(missing)} (have {reader.fieldnames})")
-        pairs = []
-        for line, row in enumerate(reader, start=2):
-            decision = (row[columns["decision"]] or "").strip().lower()
-            if decision not in ("yes", "no"):
-                raise ValueError(f"{csv_path}:{line}: Decision must be Yes or No, got {decision!r}")
-            left, right = (row[columns[c]].strip() for c in ("file_x", "file_y"))
-            if not left or not right:
-                raise ValueError(f"{csv_path}:{line}: empty file name")
-            pairs.append(Pair(left, right, decision == "yes"))
-    return pairs
-
-
 def resolve_photo(name: str, base: Path) -> Path | None:
     """The file of a photo named in the CSV: absolute as is, else under ``base``, else its bare name in ``base``."""
     path = Path(name).expanduser()
@@ -108,26 +72,6 @@ def resolve_photo(name: str, base: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def identity_groups(pairs: Iterable[Pair]) -> dict[str, str]:
-    """Photo -> a representative of its identity group: union-find over the same-person pairs."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:  # path compression
-            parent[x], x = root, parent[x]
-        return root
-
-    for pair in pairs:
-        a, b = find(pair.left), find(pair.right)
-        if pair.same and a != b:
-            parent[max(a, b)] = min(a, b)
-    return {photo: find(photo) for photo in list(parent)}
 
 
 def label_conflicts(pairs: Iterable[Pair], groups: dict[str, str]) -> list[Pair]:
@@ -622,6 +566,7 @@ def write_plot(summary: dict[str, Any], out: Path) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     default_threshold = default_search_threshold()
     parser = argparse.ArgumentParser(
+        prog="python -m bench.calibrate",
         description="FMR / FNMR of the face embedder on labelled pairs, the EER and thresholds for target FMRs.",
         epilog=(
             "--all-pairs assumption: identity groups are built from the same-person (Yes) pairs (photos joined by "

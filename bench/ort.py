@@ -1,10 +1,10 @@
 """ONNX Runtime on this CPU: the compute-bound ceiling of /v1/analyze, a tuning grid of session options, and
 the int8 face models' accuracy and speed.
 
-    uv run python scripts/bench_ort.py ceiling [--measured IMG_PER_S]   # FLOPs, FLOP/s, ceiling (and the ratio)
-    uv run python scripts/bench_ort.py grid [--rounds 3]                # session options x thread layouts
-    uv run python scripts/bench_ort.py int8                             # quantize, then accuracy and speed
-    uv run python scripts/bench_ort.py service                          # /v1/analyze with and without the rewrite
+    uv run python -m bench.ort ceiling [--measured IMG_PER_S]   # FLOPs, FLOP/s, ceiling (and the ratio)
+    uv run python -m bench.ort grid [--rounds 3]                # session options x thread layouts
+    uv run python -m bench.ort int8                             # quantize, then accuracy and speed
+    uv run python -m bench.ort service                          # /v1/analyze with and without the rewrite
 
 **Ceiling.** The FLOPs of the models /v1/analyze runs per image (2 x MACs of Conv/Gemm/MatMul,
 `faceauth.inference.flops`) at the shapes it runs them at: detector at the coarse size (320x320; also the mean
@@ -13,7 +13,7 @@ over the test photos, whose inputs follow each photo's aspect ratio and sometime
 all cores as intra-op threads) of the model the service loads (through the loader and the ML_SERVICE_* settings,
 so int8 settings apply). The ceiling is 1 / sum over models of (FLOPs per image / FLOP/s): the images per
 second the CPU could answer if it did nothing but these model runs at their best batched speed.
-`ceiling()` is what `scripts/bench_all.py` calls.
+`ceiling()` is what `bench.all` calls.
 
 **Grid.** Each configuration runs in a fresh process (so peak RSS is its own): the four models at the shapes
 above, one image = detector, NSFW, anti-spoof, embedder in turn at batch 1 from each caller thread
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import platform
@@ -51,9 +50,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import machine_busy_seconds, wait_for_quiet  # a sibling script, not a package
-
+from bench.loadgen import wait_for_quiet
+from bench.machine import cores, cpu_name, machine_busy_seconds, status_kib
+from bench.photos import Pair, read_pairs
+from bench.photos import faces_dir as shared_faces_dir
 from faceauth.config import DEFAULT_MATCH_THRESHOLD, MLSettings
 from faceauth.inference import rewrite
 from faceauth.inference.flops import count_flops
@@ -68,23 +68,6 @@ MAX_OTHER_CORES = 0.3
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def cpu_flags() -> list[str]:
@@ -158,18 +141,10 @@ def time_runs(run: Callable[[], object], seconds: float, min_runs: int = 3) -> d
     return {"median_s": float(np.median(times)), "runs": len(times), "other_cores": meter.other_cores}
 
 
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def own_mib(key: str) -> float:
+    """VmRSS, VmHWM (the peak RSS) ... of this process in MiB (NaN where unknown)."""
+    kib = status_kib("self", key)
+    return kib / 1024 if kib else float("nan")
 
 
 # -- the service's models ------------------------------------------------------------------------------------
@@ -220,8 +195,9 @@ def flops_at(path: str, shape: tuple[int, ...]) -> int:
 
 
 def faces_dir() -> Path | None:
+    """The test photos under $FACEAUTH_SHARED_DIR, if it is set and has them."""
     shared = os.environ.get("FACEAUTH_SHARED_DIR")
-    path = Path(shared) / "faces" / "deepface" if shared else None
+    path = shared_faces_dir(Path(shared)) if shared else None
     return path if path is not None and path.is_dir() else None
 
 
@@ -367,23 +343,29 @@ def parallel_batch1(settings: MLSettings, shapes: dict[str, tuple[int, ...]], *,
             sessions[n].run(None, feeds[n])
 
     image()
+    done, meter = run_callers(callers, lambda k: image(), seconds)
+    return {"callers": callers, "img_per_s": done / meter.wall, "other_cores": meter.other_cores}
+
+
+def run_callers(callers: int, work: Callable[[int], object], seconds: float) -> tuple[int, Meter]:
+    """`callers` threads, caller k calling `work(k)` over and over for `seconds`: the calls done, and the meter."""
     done = [0] * callers
     stop = threading.Event()
 
     def caller(k: int) -> None:
         while not stop.is_set():
-            image()
+            work(k)
             done[k] += 1
 
-    workers = [threading.Thread(target=caller, args=(k,)) for k in range(callers)]
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(callers)]
     with Meter() as meter:
-        for t in workers:
+        for t in threads:
             t.start()
         time.sleep(seconds)
         stop.set()
-        for t in workers:
+        for t in threads:
             t.join()
-    return {"callers": callers, "img_per_s": sum(done) / meter.wall, "other_cores": meter.other_cores}
+    return sum(done), meter
 
 
 def ratio(measured_img_per_s: float, result: dict) -> float:
@@ -499,7 +481,7 @@ def grid_worker(cfg: dict[str, Any], seconds: float, max_other: float = MAX_OTHE
     shapes = {"detector": (3, coarse, coarse), "nsfw": (3, 320, 320), "spoof": (3, 80, 80), "embedder": (3, 112, 112)}
     feeds = {b: {n: random_input(n, (b, *shapes[n])) for n in MODELS} for b in (1, 8)}
     models = {n: (rewrite.cpu_model(p) if cfg["rewrite"] else None) or str(p) for n, p in paths.items()}
-    baseline_mib = rss_mib()
+    baseline_mib = own_mib("VmRSS")
 
     def open_sessions() -> dict[str, ort.InferenceSession]:
         return {
@@ -520,26 +502,11 @@ def grid_worker(cfg: dict[str, Any], seconds: float, max_other: float = MAX_OTHE
             image(sessions)  # warm-up (first runs allocate)
 
         def measure(b: int = batch) -> dict:
-            done = [0] * len(per_caller)
-            stop = threading.Event()
-
-            def caller(k: int) -> None:
-                while not stop.is_set():
-                    image(per_caller[k])
-                    done[k] += 1
-
-            threads = [threading.Thread(target=caller, args=(k,)) for k in range(len(per_caller))]
-            with Meter() as meter:
-                for t in threads:
-                    t.start()
-                time.sleep(seconds)
-                stop.set()
-                for t in threads:
-                    t.join()
-            return {"img_per_s": sum(done) * b / meter.wall, "other_cores": meter.other_cores}
+            done, meter = run_callers(len(per_caller), lambda k: image(per_caller[k]), seconds)
+            return {"img_per_s": done * b / meter.wall, "other_cores": meter.other_cores}
 
         result[f"batch{batch}"] = least_disturbed(measure, max_other)
-    result["peak_rss_delta_mib"] = peak_rss_mib() - baseline_mib
+    result["peak_rss_delta_mib"] = own_mib("VmHWM") - baseline_mib
     return result
 
 
@@ -555,7 +522,7 @@ def grid(
     for r in range(rounds):
         for label, changes in configs:
             cfg = {**DEFAULT_CONFIG, **changes}
-            command = [sys.executable, __file__, "_grid-worker", json.dumps(cfg)]
+            command = [sys.executable, "-m", "bench.ort", "_grid-worker", json.dumps(cfg)]
             out = subprocess.run(
                 [*command, "--seconds", str(seconds), "--max-other", str(max_other)],
                 capture_output=True,
@@ -605,14 +572,9 @@ def grid_table(rows: list[dict]) -> str:
 # -- int8 ----------------------------------------------------------------------------------------------------
 
 
-def labelled_pairs(directory: Path) -> list[tuple[str, str, bool]]:
-    with open(directory / "master.csv", newline="") as f:
-        return [(r["file_x"], r["file_y"], r["Decision"].strip().lower() == "yes") for r in csv.DictReader(f)]
-
-
-def pair_metrics(vectors: dict[str, np.ndarray], pairs: list[tuple[str, str, bool]], threshold: float) -> dict:
-    same = np.array([vectors[a] @ vectors[b] for a, b, s in pairs if s])
-    diff = np.array([vectors[a] @ vectors[b] for a, b, s in pairs if not s])
+def pair_metrics(vectors: dict[str, np.ndarray], pairs: list[Pair], threshold: float) -> dict:
+    same = np.array([vectors[p.left] @ vectors[p.right] for p in pairs if p.same])
+    diff = np.array([vectors[p.left] @ vectors[p.right] for p in pairs if not p.same])
     # EER: the threshold where false non-matches and false matches are closest to equal (their mean there).
     candidates = np.unique(np.concatenate([same, diff, [threshold]]))
     fnmr = np.array([(same < t).mean() for t in candidates])
@@ -679,8 +641,8 @@ def int8_report(*, seconds: float = 2.0, max_other: float = MAX_OTHER_CORES) -> 
     directory = faces_dir()
     if directory is None:
         raise SystemExit("set FACEAUTH_SHARED_DIR (its faces/deepface holds the photos and master.csv)")
-    pairs = labelled_pairs(directory)
-    evaluation = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
+    pairs = read_pairs(directory / "master.csv")
+    evaluation = sorted({p.left for p in pairs} | {p.right for p in pairs})
     calibration = sorted(p for p in directory.glob("*.jpg") if p.name not in evaluation)
     out: dict[str, Any] = {
         "machine": machine(),
@@ -799,25 +761,26 @@ def service_ab(*, rounds: int = 3, requests: int = 192, concurrency: int = 8) ->
     """/v1/analyze of `faceauth ml` at `concurrency`, with the PRelu rewrite and with the models as exported,
     in alternating rounds (each a fresh service); every photo as a multipart upload built before timing."""
     import httpx
-    from loadgen import ServiceProcess, free_port, multipart_payload, run_level
+
+    from bench.loadgen import multipart_payload, run_level
+    from bench.servers.process import HOST, ServiceProcess, free_port
+    from bench.servers.services import TOKEN, ml_env, spoof_model_env
 
     directory = faces_dir()
     if directory is None:
         raise SystemExit("set FACEAUTH_SHARED_DIR (the photos are its faces/deepface)")
     photos = sorted(directory.glob("*.jpg"))
     payloads = [multipart_payload({"file": (p.name, p.read_bytes(), "image/jpeg")}, name=p.name) for p in photos]
-    token = "bench-ort-token"
-    env = {**os.environ, "ML_SERVICE_AUTH_TOKEN": token, "ML_SERVICE_AUTO_FETCH": "false"}
-    if not env.get("ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"):  # the anti-spoof model lives beside the photos
-        env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(directory.parents[1] / "models" / "minifasnet_v2_80x80.onnx")
+    # The anti-spoof model lives beside the photos.
+    env = ml_env({"ML_SERVICE_AUTO_FETCH": "false", **spoof_model_env(directory.parents[1])})
 
     async def one(variant: str) -> dict:
         port = free_port()
         cli = f"from faceauth.cli import main; main(['--log-level', 'warning', 'ml', '--port', '{port}'])"
         code = (_AS_EXPORTED if variant == "as exported" else "") + cli
-        url = f"http://127.0.0.1:{port}"
-        with ServiceProcess([sys.executable, "-c", code], f"{url}/readyz", env=env) as server:
-            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+        url = f"http://{HOST}:{port}"
+        with ServiceProcess([sys.executable, "-c", code], url, name=f"faceauth ml ({variant})", env=env) as server:
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
                 await wait_for_quiet(timeout_s=30)
                 r = await run_level(
                     client,
@@ -864,7 +827,7 @@ def service_table(r: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.ort", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("ceiling", help="FLOPs per image, large-batch FLOP/s per model, the ceiling")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")

@@ -1,6 +1,6 @@
-"""scripts/soak.py, the whole thing: both services started by the script, a one-minute mixed load, the write check.
+"""bench.soak, the whole thing: both services started by the soak, a one-minute mixed load, the write check.
 
-The script runs as a subprocess, as an operator would run it; the JSON report is what is asserted on.
+The soak runs as a subprocess, as an operator would run it; the JSON report is what is asserted on.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.scripts import SCRIPTS_DIR, load_script
+from bench import soak
 
-soak = load_script("soak")
-SCRIPT = SCRIPTS_DIR / "soak.py"
 OPS = ("insert", "search", "verify", "delete")
 
 
@@ -115,7 +113,7 @@ def test_a_500_fails_the_soak_and_503_shedding_does_not():
     assert soak.failures_of(report) == ["1 answers were 500"]
 
 
-# -- the whole script, with both real services -----------------------------------------------------------------
+# -- the whole soak, with both real services -------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -126,8 +124,8 @@ def test_a_one_minute_soak_loses_no_acknowledged_write(shared_dir: Path, spoof_m
         "FACEAUTH_SHARED_DIR": str(shared_dir),
         "ML_SERVICE_SPOOF_LOCAL_MODEL_PATH": str(spoof_model_path),
     }
-    cmd = [sys.executable, str(SCRIPT), "--duration", "60", "--concurrency", "16", "--seed", "7", "--json", str(out)]
-    cmd += ["--log-dir", str(tmp_path / "logs"), "--sample-every", "3"]
+    cmd = [sys.executable, "-m", "bench.soak", "--duration", "60", "--concurrency", "16", "--seed", "7"]
+    cmd += ["--json", str(out), "--log-dir", str(tmp_path / "logs"), "--sample-every", "3"]
     # Bounded: start-up, the minute of load and the check take ~90 s; a hang must not hold CI for long.
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, f"soak failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"

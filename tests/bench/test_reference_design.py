@@ -1,5 +1,5 @@
-"""scripts/reference_design.py (the reference design the end-to-end benchmark compares against) and the pieces of
-scripts/bench_e2e.py that decide what is reported: the ratio and p95 comparison, the target verdicts, the median
+"""bench.reference_design (the reference design the end-to-end benchmark compares against) and the pieces of
+bench.e2e that decide what is reported: the ratio and p95 comparison, the target verdicts, the median
 round and the process-tree memory figure."""
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from bench import e2e as bench_e2e
+from bench import loadgen
+from bench import reference_design as reference
 from faceauth.config import MLSettings
 from faceauth.inference.app import create_app
-from tests.scripts import load_script
-
-reference = load_script("reference_design")
-bench_e2e = load_script("bench_e2e")
-loadgen = load_script("loadgen")
 
 PHOTO = "img1.jpg"  # one subject, 1382x1868: a full-resolution decode that differs from our reduced one
 # The same model files and classes; the landmarks differ a little (the reference detects at 640 px on the full

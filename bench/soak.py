@@ -21,7 +21,7 @@ lost, a delete came back, a write could not be checked, or any 500 (or other non
 
 Run::
 
-    FACEAUTH_SHARED_DIR=../shared .venv/bin/python scripts/soak.py --duration 600 --json soak.json --plot soak.png
+    FACEAUTH_SHARED_DIR=../shared .venv/bin/python -m bench.soak --duration 600 --json soak.json --plot soak.png
     ... --api-url http://127.0.0.1:8000 --api-key fa_...   # a running API (pass --api-pid/--ml-pid for RSS)
 """
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import datetime as dt
 import json
 import os
@@ -46,17 +45,10 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import HOST, TOKEN  # a sibling script, not a package
-from loadgen import (
-    ServiceProcess,
-    _process_table,
-    free_port,
-    machine_busy_seconds,
-    multipart_payload,
-    percentile,
-    tree_rss_mib,
-)
+from bench.loadgen import multipart_payload, percentile
+from bench.machine import machine_busy_seconds, tree_cpu_seconds, tree_rss_mib
+from bench.photos import people_from_pairs
+from bench.servers.services import FaceauthService, api_env, ml_env, spoof_model_env
 
 OPS = ("insert", "search", "verify", "delete")
 SHED_CODES = {"ml_overloaded", "overloaded"}
@@ -70,29 +62,7 @@ def say(message: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------------------------- people
-
-
-def people_from_pairs(master_csv: Path) -> list[list[str]]:
-    """Photo groups of one person each, joined from the labelled same-person pairs (union-find); the Face API
-    tests' `people` fixture uses it too."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    with open(master_csv, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["Decision"].strip() == "Yes":
-                parent[root(row["file_x"])] = root(row["file_y"])
-    groups: dict[str, list[str]] = {}
-    for photo in list(parent):
-        groups.setdefault(root(photo), []).append(photo)
-    return sorted(sorted(g) for g in groups.values())
+# --------------------------------------------------------------------------------------------- faces
 
 
 @dataclass(slots=True)
@@ -163,22 +133,6 @@ def _error_code(response: httpx.Response) -> str:
 
 
 # --------------------------------------------------------------------------------------------- memory
-
-
-def tree_cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) of a process and its descendants so far, or None without /proc."""
-    table = _process_table()
-    if pid not in table:
-        return None
-    children: dict[int, list[int]] = defaultdict(list)
-    for child, (ppid, _cpu) in table.items():
-        children[ppid].append(child)
-    total, stack = 0.0, [pid]
-    while stack:  # a tree: each pid is visited once
-        current = stack.pop()
-        total += table[current][1] if current in table else 0.0
-        stack.extend(children.get(current, ()))
-    return total
 
 
 def _series_summary(values: Sequence[float]) -> dict[str, float] | None:
@@ -620,49 +574,25 @@ def create_admin_key(env: dict[str, str], cwd: Path) -> str:
     return done.stdout.strip().splitlines()[-1].strip()
 
 
-def start_services(args: argparse.Namespace, tmp: Path) -> tuple[ServiceProcess, ServiceProcess, str, str]:
-    """Both services on free loopback ports, embedded stores under ``tmp``; returns them, the API URL and a key."""
-    ml_port, api_port = free_port(), free_port()
-    ml_url, api_url = f"http://{HOST}:{ml_port}", f"http://{HOST}:{api_port}"
+def start_services(args: argparse.Namespace, tmp: Path) -> tuple[FaceauthService, FaceauthService, str]:
+    """Both services on free loopback ports, embedded stores under ``tmp`` (not started yet); returns them and an
+    admin key."""
     log_dir = args.log_dir or tmp
     log_dir.mkdir(parents=True, exist_ok=True)
-    ml_env = {
-        **os.environ,
-        "ML_SERVICE_AUTH_TOKEN": TOKEN,
-        "ML_SERVICE_MODEL_DIR": str(tmp / "models"),
-        "ML_SERVICE_AUTO_FETCH": "false",
-    }
-    if args.spoof_model:
-        ml_env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(args.spoof_model)
-    api_env = {
-        **os.environ,
-        "FACEAUTH_DATA_DIR": str(tmp / "data"),
-        "FACEAUTH_ML_INFERENCE_SERVICE_URL": ml_url,
-        "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": TOKEN,
+    ml_settings = {"ML_SERVICE_MODEL_DIR": str(tmp / "models"), "ML_SERVICE_AUTO_FETCH": "false"}
+    api_settings = {
         "FACEAUTH_MILVUS_URI": "",
         "FACEAUTH_OBJECT_STORE": "local",
         # One key carries the traffic of what would be many clients: its rate limit must not shape the load.
         "FACEAUTH_RATE_LIMIT_PER_SECOND": "10000",
         "FACEAUTH_RATE_LIMIT_BURST": "10000",
     }
-    key = create_admin_key(api_env, tmp)  # before the API starts, on the same settings (data folder)
-    cli = [sys.executable, "-m", "faceauth.cli", "--log-level", "warning"]
     # cwd = the temporary folder: a stray .env in the working directory must not change the services.
-    ml = ServiceProcess(
-        [*cli, "ml", "--host", HOST, "--port", str(ml_port)],
-        f"{ml_url}/readyz",
-        env=ml_env,
-        cwd=tmp,
-        log_path=log_dir / "ml.log",
-    )
-    api = ServiceProcess(
-        [*cli, "api", "--host", HOST, "--port", str(api_port)],
-        f"{api_url}/readyz",
-        env=api_env,
-        cwd=tmp,
-        log_path=log_dir / "api.log",
-    )
-    return ml, api, api_url, key
+    ml_settings.update(spoof_model_env(args.shared_dir))
+    ml = FaceauthService("ml", ml_env(ml_settings), cwd=tmp, log_path=log_dir / "ml.log")
+    api = FaceauthService("api", api_env(ml.url, tmp / "data", api_settings), cwd=tmp, log_path=log_dir / "api.log")
+    key = create_admin_key(api.env, tmp)  # before the API starts, on its settings (data folder)
+    return ml, api, key
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -780,7 +710,9 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Soak the Face API with a mixed load and check every write.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description="Soak the Face API with a mixed load and check every write."
+    )
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
     parser.add_argument("--concurrency", type=int, default=16, help="clients in flight (default 16)")
     parser.add_argument("--mix", type=parse_mix, default="insert=35,search=35,verify=20,delete=10")
@@ -816,9 +748,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not shared:
         parser.error("set FACEAUTH_SHARED_DIR or pass --shared-dir")
     args.shared_dir = Path(shared).resolve()
-    spoof = os.environ.get("ML_SERVICE_SPOOF_LOCAL_MODEL_PATH")
-    default_spoof = args.shared_dir / "models" / "minifasnet_v2_80x80.onnx"
-    args.spoof_model = Path(spoof) if spoof else default_spoof if default_spoof.is_file() else None
     return args
 
 
@@ -888,7 +817,7 @@ async def amain(args: argparse.Namespace) -> int:
             pids = {name: pid for name, pid in (("api", args.api_pid), ("ml", args.ml_pid)) if pid}
             report = await soak(args, args.api_url.rstrip("/"), args.api_key, pids)
         else:
-            ml, api, api_url, key = start_services(args, tmp)
+            ml, api, key = start_services(args, tmp)
             try:
                 # Both boot at once (the API's readiness waits for the ML service's); a failed start stops itself.
                 boot = await asyncio.gather(
@@ -899,7 +828,7 @@ async def amain(args: argparse.Namespace) -> int:
                         raise outcome
                 say(f"services ready (ML {ml.startup_s:.1f} s, API {api.startup_s:.1f} s)")
                 assert ml.pid is not None and api.pid is not None
-                report = await soak(args, api_url, key, {"api": api.pid, "ml": ml.pid})
+                report = await soak(args, api.url, key, {"api": api.pid, "ml": ml.pid})
             finally:
                 say("stopping the services")
                 api.stop()

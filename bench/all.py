@@ -2,21 +2,21 @@
 
 Stages (each can be left out with its --skip-* flag):
 
-* ``e2e`` -- ``scripts/bench_e2e.py``: search through both services against the reference design (the ratio at
+* ``e2e`` -- ``bench.e2e``: search through both services against the reference design (the ratio at
   concurrency 8 and the p95), the services' memory under load and the ML service's cold start;
 * ``ceiling`` -- ``/v1/analyze`` of ``faceauth ml`` at concurrency 8 (raw photo bodies, loadgen) against the
-  FLOPs ceiling of the machine from ``scripts/bench_ort.py`` (``ceiling()``: FLOPs per image and the FLOP/s the
+  FLOPs ceiling of the machine from ``bench.ort`` (``ceiling()``: FLOPs per image and the FLOP/s the
   models reach here, so the images/s the CPU could do if it did nothing but the models' arithmetic);
 * ``batching`` -- ``/v1/analyze`` at concurrency 1 and 8 with micro-batching "auto" (the default) and off: the
   latency at concurrency 1 must not get worse, the throughput at 8 is reported beside it;
-* ``milvus`` -- the 1:N search curve (p50/p95/p99, recall@1 per collection size) from
-  ``scripts/bench_milvus.py``'s ``run_curve``.
+* ``milvus`` -- the 1:N search curve (p50/p95/p99, recall@1 per collection size) from ``bench.milvus``'s
+  ``run_curve``.
 
-A stage whose script is missing or fails is reported as not measured (with the reason) and the others still run.
+A stage that fails is reported as not measured (with the reason) and the others still run.
 
 Run::
 
-    FACEAUTH_SHARED_DIR=../shared uv run python scripts/bench_all.py --rounds 3 \\
+    FACEAUTH_SHARED_DIR=../shared uv run python -m bench.all --rounds 3 \\
         --json bench-results/all.json --markdown bench-results/all.md --plot docs/img/e2e_search.png
     ... --quick                          # a short smoke run of every stage
     ... --skip-milvus --skip-ceiling     # only the end-to-end stage
@@ -43,19 +43,19 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_e2e  # sibling scripts, not a package
-from loadgen import Payload, run_level, wait_for_quiet
+from bench import ceiling_worker
+from bench import e2e as bench_e2e
+from bench import milvus as bench_milvus
+from bench.loadgen import Payload, run_level, wait_for_quiet
+from bench.photos import photo_paths
+from bench.servers.services import TOKEN
 
-SCRIPTS_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 STAGES = ("e2e", "ceiling", "batching", "milvus")
 ANALYZE_LEVEL = 8
 DEFAULT_LEVELS = [1, 2, 4, 8, 16]
 # The share of the FLOPs ceiling /v1/analyze has to reach (decode, resizes and HTTP are not model arithmetic).
 DEFAULT_CEILING_TARGET = 0.6  # the performance issue: >= 60 % of the compute-bound ceiling
-# Used when bench_milvus does not name its own targets.
-DEFAULT_P99_TARGET_MS = 10.0
-DEFAULT_RECALL_TARGET = 0.99
 
 
 def say(message: str) -> None:
@@ -63,7 +63,7 @@ def say(message: str) -> None:
 
 
 class StageUnavailable(RuntimeError):
-    """A stage cannot run here (a script it needs is missing or lacks the function it calls)."""
+    """A stage cannot run here (a module it needs is missing, fails, or lacks a figure)."""
 
 
 # --------------------------------------------------------------------------------------------- the table
@@ -159,8 +159,8 @@ def _batching_rows(result: dict[str, Any]) -> list[Row]:
 
 
 def _milvus_rows(result: dict[str, Any], sizes: Sequence[int]) -> list[Row]:
-    p99_target = float(result.get("p99_target_ms") or DEFAULT_P99_TARGET_MS)
-    recall_target = float(result.get("recall_target") or DEFAULT_RECALL_TARGET)
+    p99_target = float(result.get("p99_target_ms") or bench_milvus.P99_TARGET_MS)
+    recall_target = float(result.get("recall_target") or bench_milvus.RECALL_TARGET)
     if "error" in result:
         rows = []
         for size in sizes:
@@ -247,36 +247,24 @@ def stage_e2e(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-# Runs bench_ort.ceiling in a process of its own: its sessions and their memory go away with it.
-_CEILING_SNIPPET = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import bench_ort
-result = bench_ort.ceiling(threads=None, batch=int(sys.argv[2]), seconds=float(sys.argv[3]))
-plain = lambda o: o.item() if hasattr(o, "item") else str(o)
-print("CEILING_JSON " + json.dumps(result, default=plain), flush=True)
-"""
-
-
-def has_bench_ort(scripts_dir: Path = SCRIPTS_DIR) -> bool:
-    return (scripts_dir / "bench_ort.py").is_file()
-
-
-def flops_ceiling(batch: int, seconds: float, timeout: float, scripts_dir: Path = SCRIPTS_DIR) -> dict[str, Any]:
-    """`bench_ort.ceiling(threads=None, batch=..., seconds=...)`, run in a subprocess; StageUnavailable if it
-    is missing, fails or lacks a figure the table needs."""
-    if not has_bench_ort(scripts_dir):
-        raise StageUnavailable("scripts/bench_ort.py is not there yet: the FLOPs ceiling cannot be computed")
-    cmd = [sys.executable, "-c", _CEILING_SNIPPET, str(scripts_dir), str(batch), str(seconds)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=SCRIPTS_DIR.parent)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("CEILING_JSON ")]
+def flops_ceiling(
+    batch: int, seconds: float, timeout: float, *, module: str = "bench.ort", cwd: Path = PROJECT_DIR
+) -> dict[str, Any]:
+    """`<module>.ceiling(threads=None, batch=..., seconds=...)` in a process of its own (bench.ceiling_worker,
+    started in `cwd`): its sessions and their memory go away with it. StageUnavailable if the module is missing,
+    fails or lacks a figure the table needs."""
+    cmd = [sys.executable, "-m", "bench.ceiling_worker", module, str(batch), str(seconds)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if done.returncode == ceiling_worker.NO_MODULE:
+        raise StageUnavailable(f"{module} is not there yet: the FLOPs ceiling cannot be computed")
+    lines = [line for line in done.stdout.splitlines() if line.startswith(ceiling_worker.PREFIX)]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise StageUnavailable(f"bench_ort.ceiling() failed (exit {done.returncode}): {' | '.join(tail)}")
-    return normalise_ceiling(json.loads(lines[-1].removeprefix("CEILING_JSON ")))
+        raise StageUnavailable(f"{module}.ceiling() failed (exit {done.returncode}): {' | '.join(tail)}")
+    return normalise_ceiling(json.loads(lines[-1].removeprefix(ceiling_worker.PREFIX)))
 
 
-# The figures the table needs, under the names the brief gave and those bench_ort.ceiling() uses.
+# The figures the table needs, under the names the brief gave and those bench.ort.ceiling() uses.
 _CEILING_NAMES = {
     "flops_per_image": ("flops_per_image", "total_flops_per_image"),
     "flops_per_second": ("flops_per_second", "aggregate_flops_per_s"),
@@ -295,7 +283,7 @@ def normalise_ceiling(result: dict[str, Any]) -> dict[str, Any]:
             missing.append(key)
         out[key] = value
     if missing:
-        raise StageUnavailable(f"bench_ort.ceiling() returned no {', '.join(missing)}")
+        raise StageUnavailable(f"the ceiling returned no {', '.join(missing)}")
     return out
 
 
@@ -304,7 +292,7 @@ async def measure_analyze(
 ) -> dict[int, dict[str, Any]]:
     """/v1/analyze of `faceauth ml` at each concurrency, every photo sent as the Face API sends it (the raw
     bytes as application/octet-stream, bodies built before timing). `env` overrides the service's settings."""
-    photos = bench_e2e.photo_paths(args.shared_dir)
+    photos = photo_paths(args.shared_dir)
     payloads = [Payload(p.read_bytes(), "application/octet-stream", p.name) for p in photos]
     e2e_like = argparse.Namespace(
         shared_dir=args.shared_dir, log_dir=args.log_dir or work, ready_timeout=300.0
@@ -312,11 +300,11 @@ async def measure_analyze(
     label = "-".join(f"{k}={v}" for k, v in (env or {}).items()) or "defaults"
     service = bench_e2e.ml_service(bench_e2e.OURS, e2e_like, work, f"analyze-ml-{label}.log")
     service.env.update(env or {})
-    headers = {"Authorization": f"Bearer {bench_e2e.TOKEN}"}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
     limits = httpx.Limits(max_connections=max(levels) * 2)
     results: dict[int, dict[str, Any]] = {}
     with service:
-        base_url = service.ready_url.rsplit("/", 1)[0]
+        base_url = service.url
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=120.0) as client:
             for level in levels:
                 await wait_for_quiet(timeout_s=args.quiet_timeout)
@@ -363,12 +351,10 @@ def stage_batching(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage_ceiling(args: argparse.Namespace) -> dict[str, Any]:
-    if not has_bench_ort():  # say so before spending a minute on the service
-        raise StageUnavailable("scripts/bench_ort.py is not there yet: the FLOPs ceiling cannot be computed")
     with tempfile.TemporaryDirectory(prefix="bench-all-ml-") as tmp:
         analyze = asyncio.run(measure_analyze(args, Path(tmp)))[ANALYZE_LEVEL]
     seconds = 3.0 if args.quick else args.ceiling_seconds
-    say(f"FLOPs ceiling (bench_ort.ceiling, batch 32, {seconds:g} s) ...")
+    say(f"FLOPs ceiling (bench.ort.ceiling, batch 32, {seconds:g} s) ...")
     try:
         ceiling = flops_ceiling(32, seconds, timeout=1800.0)
     except StageUnavailable as exc:  # keep the measured img/s: only the ceiling is missing
@@ -382,12 +368,6 @@ def stage_ceiling(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage_milvus(args: argparse.Namespace) -> dict[str, Any]:
-    if not (SCRIPTS_DIR / "bench_milvus.py").is_file():
-        raise StageUnavailable("scripts/bench_milvus.py is missing")
-    import bench_milvus  # its import path setup lets it find the test servers
-
-    if not hasattr(bench_milvus, "run_curve"):
-        raise StageUnavailable("scripts/bench_milvus.py has no run_curve() yet")
     sizes = [10_000] if args.quick else args.milvus_sizes
     options: dict[str, Any] = {"queries": 200 if args.quick else args.milvus_queries}
     with tempfile.TemporaryDirectory(prefix="bench-all-milvus-") as tmp:
@@ -399,8 +379,8 @@ def stage_milvus(args: argparse.Namespace) -> dict[str, Any]:
         "curve": report.get("curve", []),
         "wall_s": report.get("wall_s"),
         "loadavg": report.get("loadavg"),
-        "p99_target_ms": getattr(bench_milvus, "P99_TARGET_MS", DEFAULT_P99_TARGET_MS),
-        "recall_target": getattr(bench_milvus, "RECALL_TARGET", DEFAULT_RECALL_TARGET),
+        "p99_target_ms": bench_milvus.P99_TARGET_MS,
+        "recall_target": bench_milvus.RECALL_TARGET,
     }
 
 
@@ -421,7 +401,7 @@ def run_stage(name: str, fn, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.all", description=__doc__.splitlines()[0])
     numbers = lambda s: [int(x) for x in s.split(",") if x.strip()]  # noqa: E731
     parser.add_argument("--quick", action="store_true", help="a short smoke run of every stage")
     for stage in STAGES:
@@ -431,7 +411,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--e2e-requests", type=int, default=None, help="e2e: timed requests per level")
     parser.add_argument("--plot", type=Path, default=None, help="e2e: req/s and p95 vs concurrency into this PNG")
     parser.add_argument("--analyze-requests", type=int, default=192, help="ceiling: timed /v1/analyze requests")
-    parser.add_argument("--ceiling-seconds", type=float, default=10.0, help="ceiling: seconds bench_ort times a model")
+    parser.add_argument("--ceiling-seconds", type=float, default=10.0, help="ceiling: seconds bench.ort times a model")
     parser.add_argument(
         "--ceiling-target",
         type=float,

@@ -28,8 +28,8 @@ event loop, a photo that fails the assessment costs no embedding).
 
 Run (from the project folder, in its environment)::
 
-    uv run python scripts/reference_design.py ml --port 8101
-    uv run python scripts/reference_design.py api --port 8100 --ml-url http://127.0.0.1:8101 --data-dir data/reference
+    uv run python -m bench.reference_design ml --port 8101
+    uv run python -m bench.reference_design api --port 8100 --ml-url http://127.0.0.1:8101 --data-dir data/reference
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.reference_design", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="service", required=True)
     ml = sub.add_parser("ml", help="the ML inference service")
     api = sub.add_parser("api", help="the Face API")

@@ -1,4 +1,4 @@
-"""scripts/calibrate.py: the rate arithmetic on hand-made scores, and real runs on the labelled photo pairs."""
+"""bench.calibrate: the rate arithmetic on hand-made scores, and real runs on the labelled photo pairs."""
 
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import calibrate
 from faceauth.config import APISettings
 from tests.conftest import require
-from tests.scripts import SCRIPTS_DIR, load_script
-
-calibrate = load_script("calibrate")
-SCRIPT = SCRIPTS_DIR / "calibrate.py"
 
 # -- the arithmetic, on scores small enough to count by hand ---------------------------------------------------
 
@@ -122,7 +119,8 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _run(*args: str | Path) -> str:
-    result = subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "bench.calibrate", *map(str, args)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

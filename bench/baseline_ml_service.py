@@ -1,4 +1,4 @@
-"""The straightforward embedding service that `bench_ml.py` compares faceauth's ML service against.
+"""The straightforward embedding service that `bench.ml` compares faceauth's ML service against.
 
 It mirrors what a typical reference implementation does: one insightface ``FaceAnalysis`` created at
 start-up (SCRFD-500M detector + ArcFace w600k_mbf, the same two ONNX files faceauth ships), and per request:
@@ -10,7 +10,7 @@ not tuned, and not crippled either.
 
 Needs the ``bench`` dependency group (insightface 2.1)::
 
-    uv run --group bench python scripts/baseline_ml_service.py --host 127.0.0.1 --port 8101
+    uv run --group bench python -m bench.baseline_ml_service --host 127.0.0.1 --port 8101
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ async def embed(body: EmbedRequest) -> EmbedResponse:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.baseline_ml_service", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--log-level", default="warning")

@@ -7,12 +7,12 @@ accepts are enrolled with ``POST /v1/faces/insert`` (every request a new id), th
 throughput and p50/p95/p99 latency per level.
 
 Part 2, 1:N search latency in one tenant of N synthetic 512-d vectors, through ``MilvusFaceIndex`` (the code the
-API runs): by default 100k on milvus-lite, 100k and 1M on a real Milvus 2.3.5 server (``scripts/bench_milvus.py``
+API runs): by default 100k on milvus-lite, 100k and 1M on a real Milvus 2.3.5 server (``bench.milvus``
 does the work; ``--milvus`` chooses the cases, ``--skip-milvus`` leaves this part out).
 
 Run::
 
-    FACEAUTH_SHARED_DIR=../shared uv run python scripts/bench_api.py --json bench-results/api.json
+    FACEAUTH_SHARED_DIR=../shared uv run python -m bench.api --json bench-results/api.json
     ... --quick                                   # a short smoke run of part 1 only
     ... --milvus lite:100000,milvus235:100000     # choose the Milvus cases
 """
@@ -32,20 +32,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import (  # a sibling script, not a package
-    LoadResult,
-    Payload,
-    ServiceProcess,
-    free_port,
-    multipart_payload,
-    results_table,
-    run_level,
-    wait_for_quiet,
-)
-
-HOST = "127.0.0.1"
-TOKEN = "bench-internal-token"
+from bench.loadgen import LoadResult, Payload, multipart_payload, results_table, run_level, wait_for_quiet
+from bench.photos import accepted_by_ml, photo_paths
+from bench.servers.services import TOKEN, FaceauthService, api_env, ml_env, spoof_model_env
 
 
 def say(message: str) -> None:
@@ -53,18 +42,11 @@ def say(message: str) -> None:
 
 
 def usable_photos(ml_url: str, shared_dir: Path) -> list[tuple[str, bytes]]:
-    """The photos the ML service accepts for enrolment (one face, every check passed)."""
-    found = []
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"}
-    with httpx.Client(base_url=ml_url, headers=headers, timeout=120) as client:
-        for path in sorted((shared_dir / "faces" / "deepface").glob("*.jpg")):
-            data = path.read_bytes()
-            body = client.post("/v1/analyze", content=data).json()
-            if body.get("passed") and body.get("faces_count") == 1:
-                found.append((path.name, data))
-    if not found:
+    """The photos the ML service accepts for enrolment (one face, every check passed): (name, bytes) each."""
+    accepted, _ = accepted_by_ml(ml_url, TOKEN, photo_paths(shared_dir))
+    if not accepted:
         raise SystemExit("no usable photos (set FACEAUTH_SHARED_DIR)")
-    return found
+    return [(path.name, path.read_bytes()) for path in accepted]
 
 
 def insert_payloads(photos: Sequence[tuple[str, bytes]], tenant: str, count: int) -> list[Payload]:
@@ -86,34 +68,18 @@ def search_payloads(photos: Sequence[tuple[str, bytes]], tenant: str) -> list[Pa
 
 
 async def bench_services(args: argparse.Namespace, log_dir: Path, data_dir: Path) -> list[LoadResult]:
-    ml_port, api_port = free_port(), free_port()
-    ml_url, api_url = f"http://{HOST}:{ml_port}", f"http://{HOST}:{api_port}"
-    env = {**os.environ, "ML_SERVICE_AUTH_TOKEN": TOKEN}
-    if args.spoof_model:
-        env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(args.spoof_model)
-    api_env = {
-        **os.environ,
-        "FACEAUTH_DATA_DIR": str(data_dir),
-        "FACEAUTH_ML_INFERENCE_SERVICE_URL": ml_url,
-        "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": TOKEN,
+    ml = FaceauthService("ml", ml_env(spoof_model_env(args.shared_dir)), log_path=log_dir / "ml.log")
+    settings = {
         "FACEAUTH_MILVUS_URI": args.milvus_uri or "",
         # Loopback benchmark: no API keys (the load generator sends none).
         "FACEAUTH_AUTH_DISABLED": "true",
     }
-    cli = [sys.executable, "-m", "faceauth.cli", "--log-level", "warning"]
-    ml = ServiceProcess(
-        [*cli, "ml", "--host", HOST, "--port", str(ml_port)], f"{ml_url}/readyz", env=env, log_path=log_dir / "ml.log"
-    )
-    api = ServiceProcess(
-        [*cli, "api", "--host", HOST, "--port", str(api_port)],
-        f"{api_url}/readyz",
-        env=api_env,
-        log_path=log_dir / "api.log",
-    )
+    api = FaceauthService("api", api_env(ml.url, data_dir, settings), log_path=log_dir / "api.log")
+    api_url = api.url
     results: list[LoadResult] = []
     with ml, api:
         say(f"services ready (ML {ml.startup_s:.1f} s, API {api.startup_s:.1f} s)")
-        photos = usable_photos(ml_url, args.shared_dir)
+        photos = usable_photos(ml.url, args.shared_dir)
         say(f"{len(photos)} usable photos")
         limits = httpx.Limits(max_connections=max(args.concurrency) * 2)
         async with httpx.AsyncClient(timeout=args.timeout, limits=limits) as client:
@@ -144,12 +110,12 @@ async def bench_services(args: argparse.Namespace, log_dir: Path, data_dir: Path
 
 
 def run_milvus_cases(cases: Sequence[str], log_dir: Path) -> list[dict]:
-    """Each case `backend:size` runs scripts/bench_milvus.py in its own process (servers start and stop there)."""
+    """Each case `backend:size` runs bench.milvus in its own process (servers start and stop there)."""
     figures = []
     for case in cases:
         backend, size = case.split(":")
         out = log_dir / f"milvus-{backend}-{size}"
-        cmd = [sys.executable, str(Path(__file__).with_name("bench_milvus.py"))]
+        cmd = [sys.executable, "-m", "bench.milvus"]
         cmd += ["--backend", backend, "--sizes", size, "--out", str(out)]
         say(f"milvus {backend} {size} ...")
         subprocess.run(cmd, check=True)
@@ -175,7 +141,7 @@ def milvus_table(figures: Sequence[dict]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Face API and Milvus search benchmark.")
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description="Face API and Milvus search benchmark.")
     parser.add_argument("--requests", type=int, default=120, help="timed requests per level (default 120)")
     parser.add_argument("--warmup", type=int, default=12, help="warm-up requests per level (default 12)")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
@@ -199,9 +165,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not shared and not args.skip_services:
         parser.error("set FACEAUTH_SHARED_DIR or pass --shared-dir")
     args.shared_dir = Path(shared).resolve() if shared else None
-    spoof = os.environ.get("ML_SERVICE_SPOOF_LOCAL_MODEL_PATH")
-    default_spoof = args.shared_dir / "models" / "minifasnet_v2_80x80.onnx" if args.shared_dir else None
-    args.spoof_model = Path(spoof) if spoof else default_spoof if default_spoof and default_spoof.is_file() else None
     return args
 
 

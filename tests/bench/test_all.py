@@ -1,5 +1,5 @@
-"""scripts/bench_all.py: the table of targets built from given stage results (pure), the met/not-met logic, and the
-stages that fail gracefully while another engineer's script is missing."""
+"""bench.all: the table of targets built from given stage results (pure), the met/not-met logic, and the stages
+that fail gracefully when a module they run is missing or broken."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts import load_script
-
-bench_all = load_script("bench_all")
+from bench import all as bench_all
 
 
 def e2e_result(ratio: float = 3.0, ml_mib: float = 450.0) -> dict:
@@ -125,10 +123,11 @@ def test_ratio():
     assert bench_all.ratio(30.0, 0.0) is None and bench_all.ratio(None, 10.0) is None
 
 
-# -- the FLOPs ceiling comes from another script: missing, broken or incomplete, it is reported, not raised ---
+# -- the FLOPs ceiling comes from another module: missing, broken or incomplete, it is reported, not raised ---
 
 
 def write_bench_ort(folder: Path, body: str) -> Path:
+    """A stand-in for bench.ort as module `bench_ort` of `folder` (found there when a process runs in it)."""
     (folder / "bench_ort.py").write_text(body)
     return folder
 
@@ -140,20 +139,20 @@ def test_the_ceiling_is_read_from_bench_ort_in_a_subprocess(tmp_path: Path):
         "    return {'flops_per_image': 2e9, 'flops_per_second': 1.2e11, 'ceiling_img_per_s': 60.0,\n"
         "            'per_model': {'detector': {'batch': batch, 'seconds': seconds, 'threads': threads}}}\n",
     )
-    result = bench_all.flops_ceiling(32, 2.5, timeout=60, scripts_dir=folder)
+    result = bench_all.flops_ceiling(32, 2.5, timeout=60, module="bench_ort", cwd=folder)
     assert result["ceiling_img_per_s"] == 60.0
     assert result["per_model"]["detector"] == {"batch": 32, "seconds": 2.5, "threads": None}
 
 
 def test_a_missing_or_broken_bench_ort_makes_the_stage_unavailable(tmp_path: Path):
     with pytest.raises(bench_all.StageUnavailable, match="not there yet"):
-        bench_all.flops_ceiling(32, 1.0, timeout=60, scripts_dir=tmp_path)
+        bench_all.flops_ceiling(32, 1.0, timeout=60, module="bench_ort", cwd=tmp_path)
     write_bench_ort(tmp_path, "def ceiling(**kwargs):\n    raise RuntimeError('no models')\n")
     with pytest.raises(bench_all.StageUnavailable, match="no models"):
-        bench_all.flops_ceiling(32, 1.0, timeout=60, scripts_dir=tmp_path)
+        bench_all.flops_ceiling(32, 1.0, timeout=60, module="bench_ort", cwd=tmp_path)
     write_bench_ort(tmp_path, "def ceiling(**kwargs):\n    return {'flops_per_image': 1.0}\n")
     with pytest.raises(bench_all.StageUnavailable, match="flops_per_second, ceiling_img_per_s, per_model"):
-        bench_all.flops_ceiling(32, 1.0, timeout=60, scripts_dir=tmp_path)
+        bench_all.flops_ceiling(32, 1.0, timeout=60, module="bench_ort", cwd=tmp_path)
 
 
 def test_the_ceiling_is_read_under_bench_orts_own_names():

@@ -1,16 +1,15 @@
 """A small closed-loop HTTP load generator for benchmarking services on this machine (asyncio + httpx).
 
-Reusable by every ``scripts/bench_*.py``: it knows nothing about faceauth. The pieces:
+Reusable by every benchmark in ``bench``: it knows nothing about faceauth. The pieces:
 
 * ``Payload`` / ``json_payload`` / ``multipart_payload`` -- request bodies encoded *before* timing starts, so
   the client does as little work as possible while it measures;
 * ``run_level`` -- N concurrent workers on one shared ``httpx.AsyncClient`` send a warm-up batch, then exactly
   ``requests`` timed requests, drawing payloads round-robin; returns a ``LoadResult`` (throughput, latency
-  percentiles, errors, CPU seconds of client and server);
-* ``ServiceProcess`` -- starts a server as a subprocess in its own process group, waits for its readiness URL,
-  stops it (SIGTERM to that group, then SIGKILL), and measures its CPU time from ``/proc``;
-* ``wait_for_quiet`` / ``machine_busy_seconds`` -- whether other work on the machine would disturb a measurement
-  (``LoadResult.other_cores`` reports it afterwards);
+  percentiles, errors, CPU seconds of client and server: a server is anything with ``cpu_seconds()``, such as
+  ``bench.servers.process.ServiceProcess``);
+* ``wait_for_quiet`` -- whether other work on the machine would disturb a measurement (``LoadResult.other_cores``
+  reports it afterwards);
 * ``results_table`` -- the markdown table of a list of results.
 
 Traffic goes only to the URL the caller gives (use loopback), and every loop is bounded in count and time.
@@ -20,27 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
+from bench.machine import machine_busy_seconds
+
 __all__ = [
+    "CpuMeter",
     "LoadResult",
     "Payload",
-    "ServiceProcess",
-    "free_port",
     "json_payload",
-    "machine_busy_seconds",
     "multipart_payload",
     "percentile",
     "results_table",
@@ -166,6 +160,10 @@ class LoadResult:
         other = self.machine_cpu_s - self.server_cpu_s - self.client_cpu_s
         return max(0.0, other / self.duration_s)
 
+    def disturbed(self, max_other_cores: float) -> bool:
+        """Did other work on the machine take more than `max_other_cores` during a phase long enough to tell?"""
+        return (self.other_cores or 0.0) > max_other_cores and self.duration_s >= 2.0
+
     def summary(self) -> dict[str, Any]:
         return {
             "service": self.service,
@@ -206,6 +204,11 @@ def results_table(results: Iterable[LoadResult], unit: str = "img/s") -> str:
 
 
 # --------------------------------------------------------------------------------------------- the load
+
+
+class CpuMeter(Protocol):
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far (None: unknown)."""
 
 
 async def _send(client: httpx.AsyncClient, url: str, payload: Payload) -> tuple[float, str | None]:
@@ -263,7 +266,7 @@ async def run_level(
     warmup: int = 0,
     service: str = "",
     endpoint: str = "",
-    server: ServiceProcess | None = None,
+    server: CpuMeter | None = None,
     max_seconds: float | None = None,
 ) -> LoadResult:
     """Warm up with ``warmup`` requests, then time exactly ``requests`` requests at ``concurrency``.
@@ -318,21 +321,6 @@ def _delta(before: float | None, after: float | None) -> float | None:
 # --------------------------------------------------------------------------------------------- machine
 
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def machine_busy_seconds() -> float | None:
-    """Busy CPU time of the whole machine so far, summed over cores (Linux /proc/stat), or None."""
-    try:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    busy = sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
-    return busy / _CLK_TCK
-
-
 async def wait_for_quiet(
     max_cores: float = 0.25, sample_s: float = 1.0, timeout_s: float = 120.0
 ) -> tuple[bool, float | None]:
@@ -353,193 +341,3 @@ async def wait_for_quiet(
             return True, last
         if time.monotonic() >= deadline:
             return False, last
-
-
-def _process_table() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, utime + stime in seconds) of every live process (Linux /proc)."""
-    table: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # it exited meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
-        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLK_TCK)
-    return table
-
-
-# --------------------------------------------------------------------------------------------- servers
-
-
-def _rss_kib(pid: int) -> int | None:
-    """VmRSS of one process in KiB; None when there is no such process (0 for a zombie)."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return 0
-
-
-def tree_rss_mib(pid: int, table: dict[int, tuple[int, float]] | None = None) -> tuple[float, float] | None:
-    """(RSS of the process and all its descendants, RSS of the process alone) in MiB, or None once it is gone.
-
-    The tree matters: the embedded milvus-lite runs as a child of the Face API process.
-    """
-    own = _rss_kib(pid)
-    if own is None:
-        return None
-    children: dict[int, list[int]] = {}
-    for child, (ppid, _cpu) in (_process_table() if table is None else table).items():
-        children.setdefault(ppid, []).append(child)
-    total, stack = 0, [pid]
-    while stack:  # a tree: each pid is visited once
-        current = stack.pop()
-        total += _rss_kib(current) or 0
-        stack.extend(children.get(current, ()))
-    return total / 1024, own / 1024
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class ServiceProcess:
-    """A server started as a subprocess (in its own session) and stopped with it; use as a context manager.
-
-    ``ready_url`` is polled with GET until it answers 2xx or ``ready_timeout`` passes. The server's output
-    goes to ``log_path`` (or is discarded).
-    """
-
-    def __init__(
-        self,
-        argv: Sequence[str],
-        ready_url: str,
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        log_path: str | os.PathLike[str] | None = None,
-        ready_timeout: float = 180.0,
-    ) -> None:
-        self.argv = list(argv)
-        self.ready_url = ready_url
-        self.env = dict(os.environ if env is None else env)
-        self.cwd = cwd
-        self.log_path = Path(log_path) if log_path else None
-        self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.startup_s: float | None = None
-
-    # -- lifecycle
-
-    def start(self) -> ServiceProcess:
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
-        t0 = time.perf_counter()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = time.perf_counter() - t0
-        return self
-
-    def _wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + self.ready_timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{self.argv[:4]} exited with {self.proc.returncode} before it was ready{self._log_tail()}"
-                    )
-                try:
-                    if client.get(self.ready_url).is_success:
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.25)
-        raise TimeoutError(f"{self.ready_url} not ready after {self.ready_timeout:.0f} s{self._log_tail()}")
-
-    def _log_tail(self, lines: int = 30) -> str:
-        if not self.log_path or not self.log_path.exists():
-            return ""
-        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n--- server log (tail) ---\n" + "\n".join(tail)
-
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM to the server's process group (it was started in a session of its own), then SIGKILL.
-
-        Only that group is signalled: its id is the pid of the process this object started.
-        """
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:  # the whole group is gone
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_alive(proc.pid):  # bounded
-                proc.poll()  # reap the leader
-                time.sleep(0.1)
-            if not _group_alive(proc.pid):
-                break
-        proc.poll()
-
-    def __enter__(self) -> ServiceProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- measurements
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) of the server's live process tree, or None where /proc is missing."""
-        if self.proc is None or not Path("/proc/self/stat").exists():
-            return None
-        table = _process_table()
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _cpu) in table.items():
-            children.setdefault(ppid, []).append(pid)
-        total, stack = 0.0, [self.proc.pid]
-        while stack:  # a tree: each pid is visited once
-            pid = stack.pop()
-            if pid in table:
-                total += table[pid][1]
-            stack.extend(children.get(pid, ()))
-        return total

@@ -13,17 +13,18 @@ plus recall against exact brute-force search (numpy) on the same vectors:
 directly follow a write (read-your-writes), which is what the level costs on a server.
 
 Examples:
-    uv run --frozen python scripts/bench_milvus.py --backend lite --sizes 100000
-    uv run --frozen python scripts/bench_milvus.py --backend milvus235 --sizes 100000,1000000 --index HNSW
-    uv run --frozen python scripts/bench_milvus.py --backend milvus235 --sizes 5000 --queries 300 \\
+    uv run --frozen python -m bench.milvus --backend lite --sizes 100000
+    uv run --frozen python -m bench.milvus --backend milvus235 --sizes 100000,1000000 --index HNSW
+    uv run --frozen python -m bench.milvus --backend milvus235 --sizes 5000 --queries 300 \\
         --consistency Session,Strong
-    uv run --frozen python scripts/bench_milvus.py --backend uri=http://127.0.0.1:19530 --sizes 10000
-    uv run --frozen python scripts/bench_milvus.py --backend milvus235 --sizes 10000,100000,1000000 --index SCANN \\
+    uv run --frozen python -m bench.milvus --backend uri=http://127.0.0.1:19530 --sizes 10000
+    uv run --frozen python -m bench.milvus --backend milvus235 --sizes 10000,100000,1000000 --index SCANN \\
         --nlist 1024 --nprobe 128,256 --plot docs/img/milvus_curve.png
-    uv run --frozen python scripts/bench_milvus.py --plot out.png --plot-from bench-results/a.json bench-results/b.json
+    uv run --frozen python -m bench.milvus --plot out.png --plot-from bench-results/a.json bench-results/b.json
 
-From another script: `run_curve([10_000, 100_000, 1_000_000], backend="milvus235")` returns the report (its
-"curve": p50/p95/p99, QPS, recall@1, build seconds, segments, server RSS and parameters per size and setting).
+From another module (as bench.all does): `run_curve([10_000, 100_000, 1_000_000], backend="milvus235")` returns the
+report (its "curve": p50/p95/p99, QPS, recall@1, build seconds, segments, server RSS and parameters per size and
+setting).
 
 Servers (lite-server, milvus235) are started on 127.0.0.1 in a temporary folder and stopped at the end.
 Results: a table on stdout and JSON in bench-results/.
@@ -36,6 +37,7 @@ import asyncio
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -46,12 +48,12 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the server launchers live with the tests
+from bench.machine import status_kib
+from bench.servers.milvus import MilvusLiteServer, MilvusStandaloneServer
+from faceauth.config import APISettings, load_api_settings
+from faceauth.storage.vectors import FaceRecord, MilvusFaceIndex, open_face_index
 
-from faceauth.config import APISettings, load_api_settings  # noqa: E402
-from faceauth.storage.vectors import FaceRecord, MilvusFaceIndex, open_face_index  # noqa: E402
-from tests.servers import MilvusLiteServer, MilvusStandaloneServer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DIM = 512
 TENANT = "bench"
@@ -194,14 +196,10 @@ class Backend:
 
     def rss_mb(self) -> float | None:
         """Resident memory of the server process (of this process for embedded milvus-lite, vectors included)."""
-        pid = self.server.proc.pid if self.server is not None and self.server.proc else None
+        pid = self.server.pid if self.server is not None else None
         if pid is None and self.spec != "lite":
             return None
-        try:
-            status = Path(f"/proc/{pid or 'self'}/status").read_text()
-        except OSError:
-            return None
-        kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None)
+        kb = status_kib(pid or "self")
         return round(kb / 1024, 1) if kb else None
 
 
@@ -556,7 +554,9 @@ def split(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.milvus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", default="lite", help="lite | lite-server | milvus235 | uri=<milvus uri>")
     parser.add_argument("--sizes", default="10000", help="comma-separated row counts")
     parser.add_argument(
@@ -684,7 +684,7 @@ def run_curve(
     plot: Path | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """One benchmark over `sizes` (e.g. [10_000, 100_000, 1_000_000]) for scripts that drive several benchmarks.
+    """One benchmark over `sizes` (e.g. [10_000, 100_000, 1_000_000]) for modules that drive several benchmarks.
 
     `options` are this script's other command-line options by their argparse names, e.g. ef="128,512",
     nprobe="64", nlist=1024, server_setting=["dataCoord.segment.maxSize=2048"], compact=True, queries=500;
@@ -718,7 +718,7 @@ def main() -> None:
         reports = [json.loads(p.read_text()) for p in args.plot_from]
         print(f"plot {plot_curves(reports, args.plot)}")
         return
-    run(args, " ".join(sys.argv))
+    run(args, shlex.join(["python", "-m", "bench.milvus", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

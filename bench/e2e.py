@@ -3,7 +3,7 @@
 Two pairs of services, each started by this script as processes on free loopback ports, one pair at a time (never
 two pairs alive while one is measured, so they never share the cores):
 
-* **reference** -- ``scripts/reference_design.py ml`` + ``api``: the reference design rebuilt (two ML calls per
+* **reference** -- ``python -m bench.reference_design ml`` + ``api``: the reference design rebuilt (two ML calls per
   request with base64 JSON, every check decoding and preprocessing the photo itself, default ONNX Runtime
   sessions, a sync httpx client in the Face API); see that file's docstring;
 * **faceauth** -- ``faceauth ml`` + ``faceauth api`` on their embedded defaults (milvus-lite file and local
@@ -22,7 +22,7 @@ service <= 1 GiB RSS and Face API <= 300 MiB under load; ML service ready in <= 
 
 Run::
 
-    FACEAUTH_SHARED_DIR=../shared uv run python scripts/bench_e2e.py --rounds 3 \\
+    FACEAUTH_SHARED_DIR=../shared uv run python -m bench.e2e --rounds 3 \\
         --json bench-results/e2e.json --markdown bench-results/e2e.md --plot docs/img/e2e_search.png
     ... --quick                      # a short smoke run (c=1,8, 24 requests, one cold start)
     ... --concurrency 1,4,8          # choose the levels
@@ -39,7 +39,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import shlex
 import sys
 import tempfile
 import threading
@@ -51,24 +50,12 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import (  # sibling scripts, not a package
-    LoadResult,
-    Payload,
-    ServiceProcess,
-    _process_table,
-    free_port,
-    multipart_payload,
-    percentile,
-    run_level,
-    tree_rss_mib,
-    wait_for_quiet,
-)
+from bench.loadgen import LoadResult, Payload, multipart_payload, percentile, run_level, wait_for_quiet
+from bench.machine import command_line, machine_facts, process_table, tree_rss_mib
+from bench.photos import accepted_by_ml, photo_paths
+from bench.servers.process import HOST, ServiceProcess, free_port
+from bench.servers.services import TOKEN, api_env, faceauth_argv, ml_env, spoof_model_env
 
-SCRIPTS_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = SCRIPTS_DIR.parent
-HOST = "127.0.0.1"
-TOKEN = "bench-e2e-internal-token"
 TENANT = "bench"
 REFERENCE = "reference"
 OURS = "faceauth"
@@ -79,6 +66,8 @@ RATIO_LEVEL = 8
 ML_RSS_LIMIT_MIB = 1024.0
 API_RSS_LIMIT_MIB = 300.0
 COLD_START_LIMIT_S = 10.0
+COMMAND = "FACEAUTH_SHARED_DIR=../shared uv run python -m bench.e2e"  # how reports say it was run
+COLD_START_POLL_S = 0.05  # readiness polled this often: cold start is measured to that resolution
 
 
 def say(message: str) -> None:
@@ -86,29 +75,6 @@ def say(message: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- processes
-
-
-class Service(ServiceProcess):
-    """A ServiceProcess polled for readiness every 50 ms (cold start is measured to that resolution)."""
-
-    poll_s = 0.05
-
-    def _wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + self.ready_timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:  # bounded
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.argv[:4]} exited with {self.proc.returncode}{self._log_tail()}")
-                try:
-                    response = client.get(self.ready_url)
-                    if response.is_success:
-                        self.ready_body = response.json()
-                        return
-                except (httpx.HTTPError, ValueError):
-                    pass
-                time.sleep(self.poll_s)
-        raise TimeoutError(f"{self.ready_url} not ready after {self.ready_timeout:.0f} s{self._log_tail()}")
 
 
 class PairCPU:
@@ -150,7 +116,7 @@ class RssSampler:
         self._t0 = time.monotonic()
 
     def sample(self) -> None:
-        table = _process_table()
+        table = process_table()
         row: dict[str, Any] = {"t": round(time.monotonic() - self._t0, 2), "phase": self.phase}
         peaks = self.peaks.setdefault(self.phase, {})
         for name, pid in self.pids.items():
@@ -178,79 +144,44 @@ class RssSampler:
         return round(max(values), 1) if values else None
 
 
-def ml_env(shared_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "ML_SERVICE_AUTH_TOKEN": TOKEN, "ML_SERVICE_AUTO_FETCH": "false"}
-    given = env.get("ML_SERVICE_SPOOF_LOCAL_MODEL_PATH")
-    # The services run in a work folder of their own: a path relative to this shell must not dangle there.
-    spoof = Path(given).resolve() if given else shared_dir.resolve() / "models" / "minifasnet_v2_80x80.onnx"
-    env["ML_SERVICE_SPOOF_LOCAL_MODEL_PATH"] = str(spoof)
-    return env
-
-
-def api_env(ml_url: str, data_dir: Path) -> dict[str, str]:
+def embedded_api_env(ml_url: str, data_dir: Path) -> dict[str, str]:
     """The Face API on its embedded defaults whatever this shell points it at (no Milvus server, no S3)."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("FACEAUTH_MILVUS_", "FACEAUTH_MINIO_"))}
     for name in ("FACEAUTH_OBJECT_STORE", "FACEAUTH_LOCAL_STORE_DIR"):
         keep.pop(name, None)
-    return {
-        **keep,
-        "FACEAUTH_DATA_DIR": str(data_dir),
-        "FACEAUTH_ML_INFERENCE_SERVICE_URL": ml_url,
-        "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": TOKEN,
-        "FACEAUTH_AUTH_DISABLED": "true",
-    }
+    return api_env(ml_url, data_dir, {"FACEAUTH_AUTH_DISABLED": "true"}, environ=keep)
 
 
 def ml_argv(design: str, port: int) -> list[str]:
     if design == REFERENCE:
-        return [sys.executable, str(SCRIPTS_DIR / "reference_design.py"), "ml", "--host", HOST, "--port", str(port)]
-    return [sys.executable, "-m", "faceauth.cli", "--log-level", "warning", "ml", "--host", HOST, "--port", str(port)]
+        return [sys.executable, "-m", "bench.reference_design", "ml", "--host", HOST, "--port", str(port)]
+    return faceauth_argv("ml", port)
 
 
 def api_argv(design: str, port: int, ml_url: str, data_dir: Path) -> list[str]:
     if design == REFERENCE:
-        script = str(SCRIPTS_DIR / "reference_design.py")
         tail = ["--ml-url", ml_url, "--data-dir", str(data_dir)]
-        return [sys.executable, script, "api", "--host", HOST, "--port", str(port), *tail]
-    return [sys.executable, "-m", "faceauth.cli", "--log-level", "warning", "api", "--host", HOST, "--port", str(port)]
+        return [sys.executable, "-m", "bench.reference_design", "api", "--host", HOST, "--port", str(port), *tail]
+    return faceauth_argv("api", port)
 
 
-def ml_service(design: str, args: argparse.Namespace, work: Path, log_name: str) -> Service:
+def ml_service(design: str, args: argparse.Namespace, work: Path, log_name: str) -> ServiceProcess:
     """The design's ML service on a free port (not started: use it as a context manager)."""
-    port = free_port(HOST)
-    return Service(
+    port = free_port()
+    env = ml_env({"ML_SERVICE_AUTO_FETCH": "false", **spoof_model_env(args.shared_dir)})
+    return ServiceProcess(
         ml_argv(design, port),
-        f"http://{HOST}:{port}/readyz",
-        env=ml_env(args.shared_dir),
+        f"http://{HOST}:{port}",
+        name=f"{design} ML service",
+        env=env,
         cwd=work,
         log_path=args.log_dir / log_name,
         ready_timeout=args.ready_timeout,
+        poll_s=COLD_START_POLL_S,
     )
 
 
 # --------------------------------------------------------------------------------------------- inputs
-
-
-def photo_paths(shared_dir: Path) -> list[Path]:
-    photos = sorted((shared_dir / "faces" / "deepface").glob("*.jpg"))
-    if not photos:
-        raise SystemExit(f"no photos in {shared_dir / 'faces' / 'deepface'} (set FACEAUTH_SHARED_DIR)")
-    return photos
-
-
-def usable_photos(ml_url: str, photos: Sequence[Path]) -> tuple[list[Path], dict[str, list[str]]]:
-    """The photos this project's ML service accepts for enrolment (every check passed, one face) and why the
-    others are not (photo -> reasons)."""
-    usable, refused = [], {}
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"}
-    with httpx.Client(base_url=ml_url, headers=headers, timeout=120) as client:
-        for path in photos:
-            body = client.post("/v1/analyze", content=path.read_bytes()).json()
-            if body.get("passed") and body.get("faces_count") == 1:
-                usable.append(path)
-            else:
-                refused[path.name] = list(body.get("reasons") or []) or [f"faces_count={body.get('faces_count')}"]
-    return usable, refused
 
 
 def face_id(index: int) -> str:
@@ -336,10 +267,6 @@ async def check_searches(client: httpx.AsyncClient, api_url: str, payloads: Sequ
     }
 
 
-def is_noisy(result: LoadResult, args: argparse.Namespace) -> bool:
-    return (result.other_cores or 0.0) > args.quiet_cores and result.duration_s >= 2.0
-
-
 async def measure_level(
     client: httpx.AsyncClient,
     url: str,
@@ -364,7 +291,7 @@ async def measure_level(
             warmup=args.warmup,
             service=design,
             endpoint="/v1/faces/search",
-            server=cpu,  # type: ignore[arg-type]  # duck-typed: only cpu_seconds() is used
+            server=cpu,
             max_seconds=args.level_timeout,
         )
         split = cpu.cores_since(first_reading, result.duration_s)
@@ -373,9 +300,10 @@ async def measure_level(
         say(
             f"[{design}] c={level}: {result.throughput:.1f} req/s, p50 {result.p50:.0f} ms, p95 {result.p95:.0f} ms, "
             f"errors {result.error_count}, cores: ML {split['ml'] or 0:.2f}, API {split['api'] or 0:.2f}, "
-            f"other {other:.2f}" + (" (disturbed, again)" if is_noisy(result, args) and attempt < args.retries else "")
+            f"other {other:.2f}"
+            + (" (disturbed, again)" if result.disturbed(args.quiet_cores) and attempt < args.retries else "")
         )
-        if not is_noisy(result, args):
+        if not result.disturbed(args.quiet_cores):
             break
     return min(attempts, key=lambda a: a[0].other_cores or 0.0)
 
@@ -389,16 +317,17 @@ async def bench_pair(design: str, args: argparse.Namespace, gallery: Sequence[Pa
         say(f"[{design}] starting the ML service and the Face API (round {round_no})")
         ml = ml_service(design, args, work, f"{design}-ml{suffix}.log")
         with ml:
-            ml_url = ml.ready_url.rsplit("/", 1)[0]
-            api_port = free_port(HOST)
+            api_port = free_port()
             api_url = f"http://{HOST}:{api_port}"
-            api = Service(
-                api_argv(design, api_port, ml_url, data_dir),
-                f"{api_url}/readyz",
-                env=api_env(ml_url, data_dir),
+            api = ServiceProcess(
+                api_argv(design, api_port, ml.url, data_dir),
+                api_url,
+                name=f"{design} Face API",
+                env=embedded_api_env(ml.url, data_dir),
                 cwd=work,
                 log_path=args.log_dir / f"{design}-api{suffix}.log",
                 ready_timeout=args.ready_timeout,
+                poll_s=COLD_START_POLL_S,
             )
             with api:
                 await bench_started_pair(run, design, ml, api, api_url, args, gallery)
@@ -409,8 +338,8 @@ async def bench_pair(design: str, args: argparse.Namespace, gallery: Sequence[Pa
 async def bench_started_pair(
     run: PairRun,
     design: str,
-    ml: Service,
-    api: Service,
+    ml: ServiceProcess,
+    api: ServiceProcess,
     api_url: str,
     args: argparse.Namespace,
     gallery: Sequence[Path],
@@ -469,18 +398,16 @@ async def cold_starts(args: argparse.Namespace, photos: Sequence[Path]) -> tuple
                 with service:
                     elapsed = time.perf_counter() - started
                     times[design].append(round(elapsed, 3))
-                    statuses[design].append(str(getattr(service, "ready_body", {}).get("status", "?")))
+                    statuses[design].append(str((service.ready_body or {}).get("status", "?")))
                     say(f"[{design}] ML service ready in {elapsed:.2f} s (start {i + 1})")
                     if design == OURS and gallery is None:
-                        gallery, refused = await asyncio.to_thread(
-                            usable_photos, service.ready_url.rsplit("/", 1)[0], photos
-                        )
+                        gallery, refused = await asyncio.to_thread(accepted_by_ml, service.url, TOKEN, photos)
     if gallery is None:  # this project's service was not among the designs: pick the gallery with it anyway
         with (
             tempfile.TemporaryDirectory(prefix="bench-e2e-pick-") as tmp,
             ml_service(OURS, args, Path(tmp), "faceauth-ml-gallery.log") as service,
         ):
-            gallery, refused = await asyncio.to_thread(usable_photos, service.ready_url.rsplit("/", 1)[0], photos)
+            gallery, refused = await asyncio.to_thread(accepted_by_ml, service.url, TOKEN, photos)
     summary = {
         design: {
             "seconds": times[design],
@@ -786,7 +713,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.splitlines()[0])
     levels = lambda s: [int(x) for x in s.split(",") if x.strip()]  # noqa: E731
     parser.add_argument("--concurrency", type=levels, default=[1, 2, 4, 8, 16], help="levels (default 1,2,4,8,16)")
     parser.add_argument("--requests", type=int, default=120, help="timed requests per level (default 120)")
@@ -823,28 +750,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """How this run was started, with absolute paths shortened (no machine paths in reports)."""
-    parts = []
-    for arg in argv:
-        path = Path(arg)
-        if path.is_absolute():
-            try:
-                arg = str(path.relative_to(Path.cwd()))
-            except ValueError:
-                arg = "<" + path.name + ">"
-        parts.append(shlex.quote(arg))
-    return " ".join(["FACEAUTH_SHARED_DIR=../shared uv run python scripts/bench_e2e.py", *parts])
-
-
 def machine() -> dict[str, Any]:
-    from bench_ml import machine_facts  # the same facts bench_ml reports
-
     return {**machine_facts(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """The whole benchmark; returns the JSON-able report (also used by scripts/bench_all.py)."""
+    """The whole benchmark; returns the JSON-able report (also used by bench.all)."""
     started = dt.datetime.now(dt.UTC)
     photos = photo_paths(args.shared_dir)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-logs-") as tmp:
@@ -896,7 +807,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     comp["ratio_per_round"] = per_round
     report: dict[str, Any] = {
         "started_utc": started.isoformat(timespec="seconds"),
-        "command": command_line(sys.argv[1:]),
+        "command": command_line(COMMAND, sys.argv[1:]),
         "machine": machine(),
         "settings": {
             "concurrency": args.concurrency,

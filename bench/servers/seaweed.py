@@ -5,7 +5,7 @@ refused as on MinIO. `weed mini` runs master, volume, filer, S3 and admin server
 they listen on is picked free up front (weed's defaults, and its "HTTP port + 10000" gRPC ports, would clash
 between test runs) and kept, so `restart()` serves the same endpoint with the same data.
 
-The process handling (own process group, killed with the test run, log file) is `tests.servers._ServerProcess`.
+The process handling (own process group, killed with the test run, log file) is `bench.servers.process`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from tests.servers import HOST, _ServerProcess, free_ports
+from bench.servers.process import HOST, ServerProcess, free_ports
 
 # Ports `weed mini` would otherwise take fixed (besides the admin gRPC port, see _admin_port).
 _PORT_FLAGS = (
@@ -69,7 +69,7 @@ def _admin_port(taken: set[int]) -> int:
     raise RuntimeError("no free port pair (p, p + 10000) for the weed admin server")
 
 
-class WeedMiniServer(_ServerProcess):
+class WeedMiniServer(ServerProcess):
     """`weed mini` under `base_dir`, S3 on 127.0.0.1:`s3_port` with one admin identity (access/secret key)."""
 
     name = "weed mini (SeaweedFS S3)"
@@ -123,7 +123,7 @@ class WeedMiniServer(_ServerProcess):
         self._spawn(args, cwd=self.base_dir)
         self._wait_until(self._serves_data, timeout)
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float | None = None) -> None:
         super().stop(grace)
         # weed leaves gRPC unix sockets at fixed /tmp paths named after its ports (no flag moves them): remove ours.
         for component in ("master", "volume", "filer", "s3", "admin"):

@@ -7,7 +7,7 @@ milliseconds per request of each kind of work, and writes the raw samples and fl
 
 Run::
 
-    FACEAUTH_SHARED_DIR=../shared uv run --group bench python scripts/profile_services.py \\
+    FACEAUTH_SHARED_DIR=../shared uv run --group bench python -m bench.profile \\
         --seconds 30 --out bench-results/profile
 """
 
@@ -27,11 +27,10 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_api  # a sibling script, not a package
-from loadgen import ServiceProcess, free_port, run_level, wait_for_quiet
+from bench import api as bench_api
+from bench.loadgen import run_level, wait_for_quiet
+from bench.servers.services import FaceauthService, api_env, ml_env
 
-HOST = "127.0.0.1"
 RATE = 200  # samples per second and thread
 
 # Kinds of work, tried in order against each sample's stack (outermost frame first); the first that matches
@@ -99,23 +98,13 @@ def spy(pid: int, seconds: float, out: Path, fmt: str) -> subprocess.Popen:
 async def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="faceauth-profile-"))
-    ml_port, api_port = free_port(), free_port()
-    ml_url, api_url = f"http://{HOST}:{ml_port}", f"http://{HOST}:{api_port}"
-    ml_env = {**os.environ, "ML_SERVICE_AUTH_TOKEN": bench_api.TOKEN}
-    api_env = {
-        **os.environ,
-        "FACEAUTH_DATA_DIR": str(data_dir),
-        "FACEAUTH_ML_INFERENCE_SERVICE_URL": ml_url,
-        "FACEAUTH_ML_INFERENCE_AUTH_TOKEN": bench_api.TOKEN,
-        "FACEAUTH_AUTH_DISABLED": "true",
-        "FACEAUTH_STARTUP_SWEEP": "false",
-    }
-    cli = [sys.executable, "-m", "faceauth.cli", "--log-level", "warning"]
-    ml = ServiceProcess([*cli, "ml", "--host", HOST, "--port", str(ml_port)], f"{ml_url}/readyz", env=ml_env)
-    api = ServiceProcess([*cli, "api", "--host", HOST, "--port", str(api_port)], f"{api_url}/readyz", env=api_env)
+    ml = FaceauthService("ml", ml_env())
+    settings = {"FACEAUTH_AUTH_DISABLED": "true", "FACEAUTH_STARTUP_SWEEP": "false"}
+    api = FaceauthService("api", api_env(ml.url, data_dir, settings))
+    api_url = api.url
     try:
         with ml, api:
-            photos = bench_api.usable_photos(ml_url, args.shared_dir)
+            photos = bench_api.usable_photos(ml.url, args.shared_dir)
             tenant = "profile"
             limits = httpx.Limits(max_connections=2 * args.concurrency)
             async with httpx.AsyncClient(timeout=120, limits=limits) as client:
@@ -170,7 +159,9 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     shared = os.environ.get("FACEAUTH_SHARED_DIR")
     parser.add_argument("--shared-dir", type=Path, default=Path(shared) if shared else None)
     parser.add_argument("--seconds", type=float, default=30.0)

@@ -1,0 +1,1 @@
+"""Tests of the benchmark, soak and calibration tools in `bench`."""
