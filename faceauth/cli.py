@@ -87,8 +87,7 @@ def _with_face_service(fn):
     from faceauth.kit.errors import AppError
     from faceauth.ml_client import MLServiceUnavailable
     from faceauth.storage.errors import StorageUnavailable
-    from faceauth.storage.objects import open_object_store
-    from faceauth.storage.vectors import open_face_index
+    from faceauth.storage.factories import open_face_index, open_object_store
 
     settings = load_api_settings()
 

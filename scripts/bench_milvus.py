@@ -50,7 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the server launchers live with the tests
 
 from faceauth.config import APISettings, load_api_settings  # noqa: E402
-from faceauth.storage.vectors import FaceRecord, MilvusFaceIndex, open_face_index  # noqa: E402
+from faceauth.storage.factories import open_face_index  # noqa: E402
+from faceauth.storage.milvus.index import MilvusFaceIndex  # noqa: E402
+from faceauth.storage.records import FaceRecord  # noqa: E402
 from tests.servers import MilvusLiteServer, MilvusStandaloneServer  # noqa: E402
 
 DIM = 512

@@ -65,7 +65,8 @@ from faceauth.inference.models.detector import Detection, ScrfdDetector
 from faceauth.inference.models.embedder import ArcFaceEmbedder, align_face
 from faceauth.inference.models.nsfw import NudeNetNsfw
 from faceauth.inference.models.spoof import MiniFASNetSpoof, context_crop
-from faceauth.storage.vectors import FaceRecord, open_face_index
+from faceauth.storage.factories import open_face_index
+from faceauth.storage.records import FaceRecord
 
 DETECTION_SIZE = (640, 640)
 MODEL_ID = "reference/w600k_mbf"  # one embedder: the index only needs a constant to filter on

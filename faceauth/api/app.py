@@ -28,8 +28,9 @@ from faceauth.kit.requests import RequestIdMiddleware
 from faceauth.maintenance import start_sweep, stop_sweep
 from faceauth.ml_client import MLClient
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.objects import ObjectStore, open_object_store
-from faceauth.storage.vectors import FaceIndex, open_face_index
+from faceauth.storage.factories import open_face_index, open_object_store
+from faceauth.storage.objects import ObjectStore
+from faceauth.storage.vectors import FaceIndex
 from faceauth.subjects import routes as subjects
 from faceauth.subjects.service import SubjectService
 from faceauth.tenants import routes as tenants

@@ -17,7 +17,7 @@ from typing import TypeVar
 from faceauth.auth.keys import KeyStore
 from faceauth.config import APISettings, load_api_settings
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.objects import open_object_store
+from faceauth.storage.factories import open_object_store
 
 T = TypeVar("T")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,255}$")

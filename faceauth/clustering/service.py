@@ -13,7 +13,8 @@ from faceauth.faces.service import ml_error, storage_error
 from faceauth.kit.errors import AppError
 from faceauth.ml_client import MLClient, MLServiceUnavailable
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.vectors import FaceIndex, TooManyRows
+from faceauth.storage.records import TooManyRows
+from faceauth.storage.vectors import FaceIndex
 
 
 @dataclass(frozen=True)

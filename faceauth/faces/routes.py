@@ -22,7 +22,7 @@ from faceauth.faces import schemas
 from faceauth.faces.service import BatchItem, Enrolment, iso_utc
 from faceauth.images.sources import ImageSource
 from faceauth.kit.errors import AppError
-from faceauth.storage.vectors import FaceRecord
+from faceauth.storage.records import FaceRecord
 
 router = APIRouter(prefix="/v1/faces", tags=["faces"])
 

@@ -38,7 +38,8 @@ from faceauth.ml_client import Analysis, MLClient, MLImageRejected, MLServiceUna
 from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
 from faceauth.storage.keys import face_prefix, revision_key, revision_ms
 from faceauth.storage.objects import ObjectStore
-from faceauth.storage.vectors import Exclusion, FaceIndex, FaceRecord, GroupBy, Match
+from faceauth.storage.records import Exclusion, FaceRecord, GroupBy, Match
+from faceauth.storage.vectors import FaceIndex
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 
 class StorageUnavailable(RuntimeError):
-    """A store could not be reached or failed to answer; `store` is "vectors" or "objects"."""
+    """A store could not be reached or failed to answer; `store` is "vectors" or "objects".
 
-    def __init__(self, store: str, detail: str) -> None:
+    `operation` names the store call that failed ("insert", "query", "search", "put", "get", "list", ...: the
+    names the stores' metrics use), or is None when the raiser did not say."""
+
+    def __init__(self, store: str, detail: str, operation: str | None = None) -> None:
         super().__init__(f"{store} store unavailable: {detail}")
         self.store = store
         self.detail = detail
+        self.operation = operation
 
 
 class ObjectNotFound(KeyError):

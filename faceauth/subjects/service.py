@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from faceauth.faces.service import FaceService, storage_error
 from faceauth.kit.errors import AppError
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.vectors import FaceRecord
+from faceauth.storage.records import FaceRecord
 
 
 @dataclass(frozen=True)

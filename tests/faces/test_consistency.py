@@ -12,8 +12,7 @@ import asyncio
 import pytest
 
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.objects import open_object_store
-from faceauth.storage.vectors import open_face_index
+from faceauth.storage.factories import open_face_index, open_object_store
 from tests.apitest import api_settings, enrol, match_ids, search, stored_keys, stored_rows
 
 

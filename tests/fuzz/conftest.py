@@ -23,7 +23,7 @@ from faceauth.images import fetch
 from faceauth.inference.app import create_app as create_ml_app
 from faceauth.inference.app import load_service
 from faceauth.inference.service import InferenceService
-from faceauth.storage.objects import open_object_store
+from faceauth.storage.factories import open_object_store
 from tests.apitest import api_settings
 from tests.fuzz import ML_TOKEN, Target
 from tests.inference.conftest import ml_settings

@@ -25,9 +25,11 @@ from faceauth.api.app import make_ml_client
 from faceauth.config import APISettings
 from faceauth.faces.service import ORPHAN_GRACE_MS, FaceService
 from faceauth.maintenance import sweep_orphans
+from faceauth.storage.factories import open_face_index, open_object_store
 from faceauth.storage.keys import revision_key
-from faceauth.storage.objects import ObjectStore, open_object_store
-from faceauth.storage.vectors import FaceIndex, FaceRecord, open_face_index
+from faceauth.storage.objects import ObjectStore
+from faceauth.storage.records import FaceRecord
+from faceauth.storage.vectors import FaceIndex
 from tests.apitest import enrol, match_ids, search, stored_keys
 from tests.conftest import free_port
 
