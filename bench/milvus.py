@@ -50,8 +50,10 @@ import numpy as np
 
 from bench.machine import status_kib
 from bench.servers.milvus import MilvusLiteServer, MilvusStandaloneServer
+from faceauth.api.container import open_face_index
 from faceauth.config import APISettings, load_api_settings
-from faceauth.storage.vectors import FaceRecord, MilvusFaceIndex, open_face_index
+from faceauth.storage.milvus.index import MilvusFaceIndex
+from faceauth.storage.records import FaceRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 

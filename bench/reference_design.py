@@ -56,6 +56,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from faceauth.api.container import open_face_index
 from faceauth.config import APISettings, MLSettings
 from faceauth.inference.models import detector as detector_module
 from faceauth.inference.models import embedder as embedder_module
@@ -65,7 +66,7 @@ from faceauth.inference.models.detector import Detection, ScrfdDetector
 from faceauth.inference.models.embedder import ArcFaceEmbedder, align_face
 from faceauth.inference.models.nsfw import NudeNetNsfw
 from faceauth.inference.models.spoof import MiniFASNetSpoof, context_crop
-from faceauth.storage.vectors import FaceRecord, open_face_index
+from faceauth.storage.records import FaceRecord
 
 DETECTION_SIZE = (640, 640)
 MODEL_ID = "reference/w600k_mbf"  # one embedder: the index only needs a constant to filter on

@@ -11,7 +11,8 @@ from faceauth.clustering.dbscan import dbscan_cosine
 from faceauth.config import APISettings
 from faceauth.kit.errors import AppError, unavailable
 from faceauth.ml_client import MLClient
-from faceauth.storage.vectors import FaceIndex, TooManyRows
+from faceauth.storage.records import TooManyRows
+from faceauth.storage.vectors import FaceIndex
 
 
 @dataclass(frozen=True)

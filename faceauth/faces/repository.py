@@ -33,7 +33,8 @@ from faceauth.kit.locks import KeyedLocks
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.keys import face_prefix, revision_key, revision_ms
 from faceauth.storage.objects import ObjectStore
-from faceauth.storage.vectors import FaceIndex, FaceRecord
+from faceauth.storage.records import FaceRecord
+from faceauth.storage.vectors import FaceIndex
 
 log = logging.getLogger(__name__)
 

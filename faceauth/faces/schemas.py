@@ -12,8 +12,8 @@ from faceauth.contracts.analysis import Assessment as ImageQualityAssessment
 from faceauth.contracts.analysis import DetectedFaces
 from faceauth.kit.errors import AppError, ErrorDetail
 from faceauth.kit.requests import Answer
-from faceauth.storage.vectors import FaceRecord
-from faceauth.storage.vectors import Match as FoundMatch
+from faceauth.storage.records import FaceRecord
+from faceauth.storage.records import Match as FoundMatch
 
 
 def iso_utc(ms: int) -> str:

@@ -20,7 +20,8 @@ from faceauth.kit.errors import AppError
 from faceauth.photos.analyzer import Analysed, PhotoAnalyzer
 from faceauth.photos.sources import Photo
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.vectors import Exclusion, FaceIndex, FaceRecord, GroupBy, Match
+from faceauth.storage.records import Exclusion, FaceRecord, GroupBy, Match
+from faceauth.storage.vectors import FaceIndex
 from faceauth.web.handlers import storage_unavailable
 
 _FACE_ISSUES = {"no_face": "no_face_detected", "face_too_small": "face_too_small", "multiple_faces": "multiple_faces"}

@@ -10,7 +10,7 @@ from faceauth.kit.errors import AppError
 from faceauth.ml_client import MLImageRejected
 from faceauth.photos.analyzer import PhotoAnalyzer
 from faceauth.storage.errors import ObjectNotFound
-from faceauth.storage.vectors import FaceRecord
+from faceauth.storage.records import FaceRecord
 
 
 @dataclass

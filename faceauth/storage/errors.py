@@ -4,8 +4,10 @@ from __future__ import annotations
 
 
 class StorageUnavailable(RuntimeError):
-    """A store could not be reached or failed to answer; `store` is "vectors" or "objects", `operation` the call
-    that failed (when the store knows it)."""
+    """A store could not be reached or failed to answer; `store` is "vectors" or "objects".
+
+    `operation` names the store call that failed ("insert", "query", "search", "put", "get", "list", ...: the
+    names the stores' metrics use), or is None when the raiser did not say."""
 
     def __init__(self, store: str, detail: str, operation: str | None = None) -> None:
         super().__init__(f"{store} store unavailable: {detail}")

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from faceauth.faces.repository import FaceRepository
 from faceauth.kit.errors import AppError
-from faceauth.storage.vectors import FaceIndex, FaceRecord
+from faceauth.storage.records import FaceRecord
+from faceauth.storage.vectors import FaceIndex
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ import asyncio
 
 import pytest
 
+from faceauth.api.container import open_face_index, open_object_store
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.objects import open_object_store
-from faceauth.storage.vectors import open_face_index
 from tests.apitest import api_settings, enrol, match_ids, search, stored_keys, stored_rows
 
 

@@ -17,13 +17,13 @@ import pytest
 from schemathesis.python import asgi
 
 from faceauth.api.app import create_app as create_face_api
+from faceauth.api.container import open_object_store
 from faceauth.auth.keys import KeyStore
 from faceauth.config import APISettings, MLSettings
 from faceauth.inference.app import create_app as create_ml_app
 from faceauth.inference.app import load_service
 from faceauth.inference.service import InferenceService
 from faceauth.photos import fetch
-from faceauth.storage.objects import open_object_store
 from tests.apitest import api_settings
 from tests.fuzz import ML_TOKEN, Target
 from tests.inference.conftest import ml_settings

@@ -19,8 +19,8 @@ from hypothesis import given, seed
 from hypothesis import strategies as st
 
 from faceauth.api.app import create_app
+from faceauth.api.container import open_object_store
 from faceauth.config import APISettings
-from faceauth.storage.objects import open_object_store
 from tests.apitest import Person
 from tests.fuzz import SEED, Target, config, files_as_files, hypothesis_settings, odd_photos
 

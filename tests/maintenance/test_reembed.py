@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from faceauth.cli import main
-from faceauth.storage.vectors import FaceRecord
+from faceauth.storage.records import FaceRecord
 from tests.apitest import enrol, match_ids, search, stored_keys, stored_rows
 
 OLD_MODEL = "buffalo_l/w600k_r50-0123456789ab"

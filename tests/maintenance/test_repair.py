@@ -22,12 +22,14 @@ import numpy as np
 import pytest
 
 from bench.servers.process import free_port
+from faceauth.api.container import open_face_index, open_object_store
 from faceauth.config import APISettings
 from faceauth.faces.repository import ORPHAN_GRACE_MS, FaceRepository
 from faceauth.maintenance import sweep_orphans
 from faceauth.storage.keys import revision_key
-from faceauth.storage.objects import ObjectStore, open_object_store
-from faceauth.storage.vectors import FaceIndex, FaceRecord, open_face_index
+from faceauth.storage.objects import ObjectStore
+from faceauth.storage.records import FaceRecord
+from faceauth.storage.vectors import FaceIndex
 from tests.apitest import enrol, match_ids, search, stored_keys
 
 MODEL = "test-model"

@@ -1,137 +1,113 @@
-"""Real Milvus back-ends on 127.0.0.1 for the storage tests.
+"""Object stores for the storage tests: LocalObjectStore in a temporary folder, S3ObjectStore on a real S3
+server (SeaweedFS `weed mini`, started once per session on 127.0.0.1 with credentials it checks).
 
-`face_index` is parametrised over the three back-ends the Face API supports:
-
-- lite:        milvus-lite embedded (a `.db` path; pymilvus runs it inside this process)
-- lite-server: the `milvus-lite server` command over gRPC
-- milvus235:   a Milvus 2.3.5 standalone server
-
-The two servers start once per session, only when a test needs them, in temporary folders, and are killed
-at the end. Each test gets its own collection.
+The Milvus back-ends are in `milvus/conftest.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench.servers.milvus import MilvusStandaloneServer
-from faceauth.config import APISettings, load_api_settings
-from faceauth.storage.vectors import MilvusFaceIndex, open_face_index
+from bench.servers.seaweed import WeedMiniServer
+from faceauth.api.container import open_object_store
+from faceauth.config import load_api_settings
+from faceauth.storage.errors import StorageUnavailable
+from faceauth.storage.local import LocalObjectStore
+from faceauth.storage.objects import ObjectStore
+from faceauth.storage.s3 import S3ObjectStore
 
-BACKENDS = ("lite", "lite-server", "milvus235")
+BACKENDS = ("local", "s3")
+# Every byte value, newlines included: the local store's file header must not be confused by the payload.
+BINARY = bytes(range(256)) * 4
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+def expect_unavailable(call: Callable[[], Coroutine[Any, Any, Any]], within_s: float) -> StorageUnavailable:
+    """`call()` raises StorageUnavailable (nothing else) within `within_s` seconds; returns it."""
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as info:
+        run(call())
+    elapsed = time.monotonic() - started
+    assert elapsed < within_s, f"took {elapsed:.1f} s to fail"
+    assert info.value.store == "objects"
+    return info.value
+
+
+def expect_each_call_named(store: ObjectStore) -> None:
+    """Each call of a failing `store` raises StorageUnavailable naming that call (its metrics name)."""
+    calls = {
+        "ping": store.ping,
+        "put": lambda: store.put("t1/f/r", b"x", "image/jpeg"),
+        "get": lambda: store.get("t1/f/r"),
+        "list": lambda: store.list("t1/"),
+        "delete": lambda: store.delete("t1/f/r"),
+    }
+    for operation, call in calls.items():
+        assert expect_unavailable(call, within_s=5).operation == operation
+
+
+def new_bucket() -> str:
+    return f"t-{uuid.uuid4().hex[:20]}"
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """The name of the back-end this test runs on (see `milvus_uri`)."""
     return request.param
 
 
 @pytest.fixture
-def milvus_uri(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "lite":
-        return str(tmp_path / "milvus.db")
-    if backend == "lite-server":
-        return request.getfixturevalue("milvus_lite_server").uri
-    return request.getfixturevalue("milvus_standalone").uri
+def make_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], ObjectStore]]:
+    """make_store() -> an unopened store from settings (the factory the Face API uses): a fresh folder or bucket."""
+    made: list[ObjectStore] = []
 
-
-def new_collection_name() -> str:
-    return f"t_{uuid.uuid4().hex[:16]}"
-
-
-@pytest.fixture(scope="session")
-def milvus235_collections(milvus_standalone: MilvusStandaloneServer, request: pytest.FixtureRequest) -> list[str]:
-    """Default collections (512-d, HNSW) made ahead for the milvus235 tests, all at once.
-
-    Loading a new collection takes Milvus 2.3.5 about 2.5 s, nearly all of it waiting on its own check intervals;
-    made in parallel, twenty take about as long as one. Each test still gets a collection of its own.
-    """
-    wanted = sum(
-        1
-        for item in request.session.items
-        if "[milvus235" in item.name and {"face_index", "make_index"} & set(getattr(item, "fixturenames", ()))
-    )
-    names = [new_collection_name() for _ in range(wanted)]
-
-    async def make_all() -> None:
-        indexes = [MilvusFaceIndex(milvus_standalone.uri, collection=name, dim=512) for name in names]
-        try:
-            await asyncio.gather(*(index.open() for index in indexes))
-        finally:
-            await asyncio.gather(*(index.close() for index in indexes))
-
-    asyncio.run(make_all())
-    return names
-
-
-def index_settings(uri: str, collection: str, data_dir: Path, **overrides: object) -> APISettings:
-    values: dict[str, object] = {
-        "milvus_uri": uri,
-        "milvus_collection": collection,
-        "milvus_timeout_seconds": 10.0,
-        "data_dir": data_dir,
-    }
-    values.update(overrides)
-    return load_api_settings(**values)
-
-
-@pytest.fixture
-def make_index(
-    backend: str, milvus_uri: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., MilvusFaceIndex]]:
-    """make_index(collection=None, dim=None, **settings) -> an unopened MilvusFaceIndex on this test's back-end.
-
-    Without `collection`, the test's own default collection (512-d HNSW; on milvus235 it already exists, see
-    `milvus235_collections`). Every index made is closed and every collection dropped at the end.
-    """
-    made: list[MilvusFaceIndex] = []
-    default: list[str] = []
-
-    def default_collection() -> str:
-        if not default:
-            pool = request.getfixturevalue("milvus235_collections") if backend == "milvus235" else []
-            default.append(pool.pop() if pool else new_collection_name())
-        return default[0]
-
-    def make(collection: str | None = None, dim: int | None = None, **overrides: object) -> MilvusFaceIndex:
-        settings = index_settings(milvus_uri, collection or default_collection(), tmp_path, **overrides)
-        index = open_face_index(settings, model_dim=dim)
-        made.append(index)
-        return index
+    def make() -> ObjectStore:
+        if backend == "local":
+            settings = load_api_settings(object_store="local", local_store_dir=tmp_path / f"objects-{len(made)}")
+        else:
+            server: WeedMiniServer = request.getfixturevalue("weed")
+            settings = load_api_settings(
+                object_store="s3",
+                minio_endpoint=server.endpoint,
+                minio_access_key=server.access_key,
+                minio_secret_key=server.secret_key,
+                minio_bucket=new_bucket(),
+                minio_timeout_seconds=10,
+            )
+        store = open_object_store(settings)
+        made.append(store)
+        return store
 
     yield make
 
-    async def cleanup() -> None:
-        for index in made:
-            await index.close()
+    async def close_all() -> None:
+        for store in made:
+            await store.close()
 
-    asyncio.run(cleanup())
-    drop_collections(milvus_uri, {index.collection for index in made})
-
-
-def drop_collections(uri: str, names: set[str]) -> None:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=uri, timeout=10, dedicated=True)
-    try:
-        for name in names:
-            if client.has_collection(name, timeout=10):
-                client.drop_collection(name, timeout=10)
-    except Exception:  # a test that stopped its server leaves nothing to drop
-        pass
-    finally:
-        client.close()
+    run(close_all())
 
 
 @pytest.fixture
-def face_index(make_index: Callable[..., MilvusFaceIndex]) -> MilvusFaceIndex:
-    """An opened MilvusFaceIndex on a fresh collection (512-d, HNSW, the default settings)."""
-    index = make_index()
-    asyncio.run(index.open())
-    return index
+def store(make_store: Callable[[], ObjectStore]) -> ObjectStore:
+    """An opened store on a fresh folder or bucket."""
+    s = make_store()
+    run(s.open())
+    return s
+
+
+def stored_names(store: ObjectStore, request: pytest.FixtureRequest) -> list[str]:
+    """The names the back-end itself holds: file paths under the root, or object names in the bucket."""
+    if isinstance(store, LocalObjectStore):
+        return sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*") if p.is_file())
+    assert isinstance(store, S3ObjectStore)
+    client = request.getfixturevalue("weed").client()
+    return sorted(o.object_name for o in client.list_objects(store.bucket, recursive=True))
