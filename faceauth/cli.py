@@ -218,8 +218,8 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.catalog import CATALOG
-    from faceauth.inference.models.fetch import verify
+    from faceauth.inference.artefacts.catalog import CATALOG
+    from faceauth.inference.artefacts.fetch import verify
 
     settings = load_ml_settings()
     states = {r.name: r.state for r in verify(settings.model_dir)}
@@ -232,7 +232,7 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_fetch(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.fetch import FetchError, fetch
+    from faceauth.inference.artefacts.fetch import FetchError, fetch
 
     settings = load_ml_settings()
     for name in args.names:
@@ -246,7 +246,7 @@ def _models_fetch(args: argparse.Namespace) -> int:
 
 
 def _models_verify(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.fetch import verify
+    from faceauth.inference.artefacts.fetch import verify
 
     settings = load_ml_settings()
     results = verify(settings.model_dir, args.names or None)
@@ -258,7 +258,7 @@ def _models_verify(args: argparse.Namespace) -> int:
 
 
 def _models_convert(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.torch_compat import convert_checkpoint
+    from faceauth.inference.tools.convert import convert_checkpoint
 
     try:
         info = convert_checkpoint(Path(args.src), Path(args.dst), arch=args.arch)
@@ -271,7 +271,7 @@ def _models_convert(args: argparse.Namespace) -> int:
 
 
 def _models_quantize(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.quantize import quantize_pack
+    from faceauth.inference.tools.quantize import quantize_pack
 
     settings = load_ml_settings()
     calibration = Path(args.calibration_dir)

@@ -54,7 +54,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from faceauth.inference.models.embedder import ARCFACE_TEMPLATE, similarity_transform
+from faceauth.inference.alignment import ARCFACE_TEMPLATE, similarity_transform
 
 MODEL_ID = "faceauth-sharpness-v1"
 
