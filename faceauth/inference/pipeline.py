@@ -68,7 +68,7 @@ class Plan:
     detector: ScrfdDetector | None = None  # None: no face wanted, or aligned=true (the image is the face)
     embedder: ArcFaceEmbedder | None = None
     checks: tuple[QualityCheck, ...] = ()
-    all_faces: bool = False  # /v1/detect: every face (full-size detection), each judged by the face checks
+    all_faces: bool = False  # /v1/detect: every face (full-size detection), each with its sharpness if it can
     aligned: bool = False
     # Asked for but not applicable to this kind of input (aligned=true: "spoof").
     skipped: tuple[CheckName, ...] = ()

@@ -39,7 +39,7 @@ def service(settings: MLSettings) -> InferenceService:
 
 
 def derived_service(service: InferenceService, **overrides) -> tuple[MLSettings, InferenceService]:
-    """The session's loaded models behind different settings (no reload)."""
+    """The session's loaded models behind different settings (no reload: the checks keep their thresholds)."""
     settings = service.settings.model_copy(update=overrides)
     return settings, InferenceService(Pipeline(service.pipeline.models, settings), service.pool, settings)
 

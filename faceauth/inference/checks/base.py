@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -26,13 +26,14 @@ class QualityCheck(ABC, Generic[Input]):
     """One check of a photo. Its probability is of the bad outcome (explicit, a spoof, blurry): at or above the
     threshold the photo fails it, and its name is the reason code the assessment reports."""
 
-    # Its model slot, its step in the pipeline, its field in the answers and its reason code.
-    name: ClassVar[CheckName]
-    pixels: ClassVar[Pixels]
-    # A "photo" check: the long side it reduces the photo to, so a copy already reduced that far serves as well.
-    photo_side: ClassVar[int] = 0
-    # A face check that reads around the face, which a tight crop (aligned=true) does not have.
-    needs_surroundings: ClassVar[bool] = False
+    # Set by each check class (and copied by the reference adapter from the check it serves):
+    # its model slot, its step in the pipeline, its field in the answers and its reason code;
+    name: CheckName
+    pixels: Pixels
+    # a "photo" check: the long side it reduces the photo to, so a copy already reduced that far serves as well;
+    photo_side: int = 0
+    # a face check that reads around the face, which a tight crop (aligned=true) does not have.
+    needs_surroundings: bool = False
     model_id: str | None = None  # when the model has its own id (else the slot names it by its file)
 
     def __init__(self, model: Any, threshold: float) -> None:
