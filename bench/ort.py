@@ -7,7 +7,7 @@ the int8 face models' accuracy and speed.
     uv run python -m bench.ort service                          # /v1/analyze with and without the rewrite
 
 **Ceiling.** The FLOPs of the models /v1/analyze runs per image (2 x MACs of Conv/Gemm/MatMul,
-`faceauth.inference.flops`) at the shapes it runs them at: detector at the coarse size (320x320; also the mean
+`faceauth.inference.tools.flops`) at the shapes it runs them at: detector at the coarse size (320x320; also the mean
 over the test photos, whose inputs follow each photo's aspect ratio and sometimes need the 640 pass), NSFW
 320x320, anti-spoof 80x80, embedder 112x112. Each model's FLOP/s is measured in a large-batch run (batch 32,
 all cores as intra-op threads) of the model the service loads (through the loader and the ML_SERVICE_* settings,
@@ -56,9 +56,10 @@ from bench.photos import Pair, read_pairs
 from bench.photos import faces_dir as shared_faces_dir
 from faceauth.config import DEFAULT_MATCH_THRESHOLD, MLSettings
 from faceauth.inference import rewrite
-from faceauth.inference.flops import count_flops
-from faceauth.inference.models import registry
-from faceauth.inference.models.loader import ModelSet, precision_path
+from faceauth.inference.artefacts import registry
+from faceauth.inference.artefacts.registry import precision_path
+from faceauth.inference.modelset import ModelSet
+from faceauth.inference.tools.flops import count_flops
 
 MODELS = ("detector", "nsfw", "spoof", "embedder")
 # Value range of each model's input (normalised as the service feeds it); speed hardly depends on it.
@@ -633,10 +634,10 @@ def detection_agreement(fp32, int8, photos: dict[str, np.ndarray], sizes: Sequen
 
 def int8_report(*, seconds: float = 2.0, max_other: float = MAX_OTHER_CORES) -> dict:
     """Quantize on the photos no labelled pair uses; evaluate on the ones the pairs use."""
-    from faceauth.inference.models.embedder import align_face
-    from faceauth.inference.models.quantize import quantize_pack, read_rgb
+    from faceauth.inference.alignment import align_face
     from faceauth.inference.pipeline import Pipeline
     from faceauth.inference.runtime import create_session
+    from faceauth.inference.tools.quantize import quantize_pack, read_rgb
 
     directory = faces_dir()
     if directory is None:

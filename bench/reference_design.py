@@ -42,10 +42,9 @@ import io
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
-from unittest import mock
 
 import httpx
 import numpy as np
@@ -58,14 +57,13 @@ from starlette.concurrency import run_in_threadpool
 
 from faceauth.api.container import open_face_index
 from faceauth.config import APISettings, MLSettings
-from faceauth.inference.models import detector as detector_module
-from faceauth.inference.models import embedder as embedder_module
-from faceauth.inference.models import registry
-from faceauth.inference.models.blur import SharpnessClassifier
+from faceauth.inference.alignment import align_face
+from faceauth.inference.artefacts import registry
 from faceauth.inference.models.detector import Detection, ScrfdDetector
-from faceauth.inference.models.embedder import ArcFaceEmbedder, align_face
-from faceauth.inference.models.nsfw import NudeNetNsfw
-from faceauth.inference.models.spoof import MiniFASNetSpoof, context_crop
+from faceauth.inference.models.embedder import ArcFaceEmbedder
+from faceauth.inference.models.minifasnet import MiniFASNetSpoof, context_crop
+from faceauth.inference.models.nudenet import NudeNetNsfw
+from faceauth.inference.models.sharpness import SharpnessClassifier
 from faceauth.storage.records import FaceRecord
 
 DETECTION_SIZE = (640, 640)
@@ -79,16 +77,6 @@ COLLECTION = "reference_faces"
 def default_session(path: Path | str, **_: Any) -> ort.InferenceSession:
     """An ONNX Runtime session with the library's default options (what an untuned service gets)."""
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-@contextmanager
-def default_sessions():
-    """Our detector and embedder classes open their own (tuned) sessions: hand them default ones instead."""
-    with (
-        mock.patch.object(detector_module, "create_session", default_session),
-        mock.patch.object(embedder_module, "create_session", default_session),
-    ):
-        yield
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -106,11 +94,11 @@ class ReferenceModels:
     def __init__(self, settings: MLSettings) -> None:
         self.settings = settings
         pack = registry.resolve_face_pack(settings.face_model, settings.model_dir)
-        with default_sessions():
-            self.detector = ScrfdDetector(
-                pack.detector, input_size=DETECTION_SIZE, score_threshold=settings.face_detection_threshold
-            )
-            self.embedder = ArcFaceEmbedder(pack.embedder, model_id=MODEL_ID)
+        # Sessions with the library's defaults, not the service's tuned ones: what an untuned service gets.
+        self.detector = ScrfdDetector(
+            default_session(pack.detector), input_size=DETECTION_SIZE, score_threshold=settings.face_detection_threshold
+        )
+        self.embedder = ArcFaceEmbedder(default_session(pack.embedder), model_id=MODEL_ID)
         nsfw_path = settings.nsfw_local_model_path or registry.nudenet_model_path()
         spoof_path = settings.spoof_local_model_path or registry.default_spoof_path(settings.model_dir)
         self.nsfw = NudeNetNsfw(default_session(nsfw_path), name=nsfw_path.name)

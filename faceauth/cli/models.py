@@ -10,8 +10,8 @@ from faceauth.config import load_ml_settings
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.catalog import CATALOG
-    from faceauth.inference.models.fetch import verify
+    from faceauth.inference.artefacts.catalog import CATALOG
+    from faceauth.inference.artefacts.fetch import verify
 
     settings = load_ml_settings()
     states = {r.name: r.state for r in verify(settings.model_dir)}
@@ -24,7 +24,7 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_fetch(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.fetch import FetchError, fetch
+    from faceauth.inference.artefacts.fetch import FetchError, fetch
 
     settings = load_ml_settings()
     for name in args.names:
@@ -38,7 +38,7 @@ def _models_fetch(args: argparse.Namespace) -> int:
 
 
 def _models_verify(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.fetch import verify
+    from faceauth.inference.artefacts.fetch import verify
 
     settings = load_ml_settings()
     results = verify(settings.model_dir, args.names or None)
@@ -50,7 +50,7 @@ def _models_verify(args: argparse.Namespace) -> int:
 
 
 def _models_convert(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.torch_compat import convert_checkpoint
+    from faceauth.inference.tools.convert import convert_checkpoint
 
     try:
         info = convert_checkpoint(Path(args.src), Path(args.dst), arch=args.arch)
@@ -63,7 +63,7 @@ def _models_convert(args: argparse.Namespace) -> int:
 
 
 def _models_quantize(args: argparse.Namespace) -> int:
-    from faceauth.inference.models.quantize import quantize_pack
+    from faceauth.inference.tools.quantize import quantize_pack
 
     settings = load_ml_settings()
     calibration = Path(args.calibration_dir)

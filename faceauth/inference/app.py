@@ -10,8 +10,8 @@ from fastapi.openapi.utils import get_openapi
 
 import faceauth
 from faceauth.config import MLSettings, load_ml_settings
-from faceauth.inference.models import registry
-from faceauth.inference.models.loader import ModelSet
+from faceauth.inference.artefacts import registry
+from faceauth.inference.modelset import ModelSet
 from faceauth.inference.pipeline import Pipeline
 from faceauth.inference.routes import health_router, router
 from faceauth.inference.runtime import ComputePool
@@ -32,7 +32,7 @@ def ensure_spoof_model(settings: MLSettings) -> None:
     target = registry.default_spoof_path(settings.model_dir)
     if target.is_file():
         return
-    from faceauth.inference.models.fetch import fetch
+    from faceauth.inference.artefacts.fetch import fetch
 
     try:
         log.info("fetching the anti-spoof model into %s (first start)", settings.model_dir)
@@ -53,7 +53,7 @@ def fetch_hub_checkpoints(settings: MLSettings) -> None:
     """
     if not settings.auto_fetch:
         return
-    from faceauth.inference.models.fetch import download_hub_file
+    from faceauth.inference.artefacts.fetch import download_hub_file
 
     for kind in ("nsfw", "spoof", "blur"):
         repo = getattr(settings, f"{kind}_hf_repo_id")

@@ -1,13 +1,16 @@
 """One pass over one photo: decode once, detect once, then only the checks a request asks for.
 
-Every endpoint is a view of the same `analyze` call, so `/v1/analyze` (what the Face API uses) costs one
-decode, one detector run and one alignment, however many checks it reports.
+Every endpoint is a view of the same pass, so `/v1/analyze` (what the Face API uses) costs one decode, one
+detector run and one alignment, however many checks it reports.
 
 The work is in stages so that concurrent requests can share model runs (`faceauth.inference.batching`):
-`start` decodes and makes the inputs that need no face (the coarse detector input, the NSFW letterbox);
-`finish` picks the face from the detections and makes the face-based inputs (anti-spoof context crop,
-aligned face) and judges blur; `run_step` runs one model (detect, nsfw, spoof, embed) once over the inputs of
-any number of images. `analyze` is all of it, in order, for one image.
+`start` decodes and makes the inputs that need no face (the coarse detector input, the input of each check that
+looks at the whole photo); `finish` picks the face from the detections, judges the checks that read the
+full-resolution face (blur) and makes the face-based inputs (anti-spoof context crop, aligned face); `run_step`
+runs one model once over the inputs of any number of images. `run` is all of it, in order, for one image.
+
+The pipeline knows models only as steps (a batched run and where its output goes) and checks only by what
+they look at (`QualityCheck.pixels`): a new check is a class in `faceauth.inference.checks`, not a branch here.
 
 Pixels: a request that runs the blur check decodes the photo at full resolution (blur is judged in the
 photo's own pixels) and everything else is made from one area-reduced working copy; other requests decode a
@@ -17,80 +20,134 @@ large JPEG at reduced scale (DCT scaling) and use it directly. Either way the fi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from typing import Any, Literal
 
 import numpy as np
 
 from faceauth.config import MLSettings
+from faceauth.contracts.analysis import FaceIssue
+from faceauth.inference.alignment import align_face, crop_template_landmarks, crop_to_aligned
+from faceauth.inference.checks.base import CheckName, Pixels, QualityCheck
 from faceauth.inference.imaging import DecodedImage, decode_image, fit_long_side, working_copy
-from faceauth.inference.models.detector import Detection, DetectorInput
-from faceauth.inference.models.embedder import align_face, crop_template_landmarks, crop_to_aligned
-from faceauth.inference.models.geometry import estimate_pose, face_quality
-from faceauth.inference.models.loader import ModelSet
-from faceauth.inference.models.nsfw import INPUT_SIZE as NSFW_INPUT_SIZE
+from faceauth.inference.models.detector import Detection, DetectorInput, ScrfdDetector
+from faceauth.inference.models.embedder import ArcFaceEmbedder
+from faceauth.inference.modelset import CHECK_TYPES, ModelSet
 
-Check = Literal["embed", "nsfw", "spoof", "blur"]
-# The models that run once over many images' inputs; the rest (decode, blur, alignment) is per-image work.
-BatchedStep = Literal["detect", "nsfw", "spoof", "embed"]
-# Steps that run after `finish` (they need the face); "nsfw" only needs `start`, "detect" comes before `finish`.
-FACE_STEPS: tuple[BatchedStep, ...] = ("spoof", "embed")
+# What a request asks for: the embedding and the quality checks it reports.
+Task = Literal["embed", "nsfw", "spoof", "blur"]
+ALL_CHECKS: frozenset[Task] = frozenset({"embed", "nsfw", "spoof", "blur"})
 # A face this many px across in the coarse detector input has landmarks precise enough for alignment.
 _COARSE_MIN_FACE_PX = 48
-ALL_CHECKS: frozenset[Check] = frozenset({"embed", "nsfw", "spoof", "blur"})
 
 
 @dataclass
 class FaceReport:
-    detection: Detection  # in the coordinates of `Analysis.image`
+    detection: Detection  # in the coordinates of `Findings.image`
     area_fraction: float
-    p_blur: float | None = None
+    # The "native_face" checks' probabilities for this face (blur: its sharpness).
+    probabilities: dict[CheckName, float] = field(default_factory=dict)
     # aligned=true: the box is the whole image and the landmarks the template's, not detected.
     assumed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One model run over the prepared inputs of any number of images; `keep` files one image's output."""
+
+    run: Callable[[list[Any]], Sequence[Any]]
+    keep: Callable[[Prepared, Any], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one request runs, resolved before any work is done (a missing model fails it at once)."""
+
+    detector: ScrfdDetector | None = None  # None: no face wanted, or aligned=true (the image is the face)
+    embedder: ArcFaceEmbedder | None = None
+    checks: tuple[QualityCheck, ...] = ()
+    all_faces: bool = False  # /v1/detect: every face (full-size detection), each with its sharpness if it can
+    aligned: bool = False
+    # Asked for but not applicable to this kind of input (aligned=true: "spoof").
+    skipped: tuple[CheckName, ...] = ()
+
+    def reading(self, pixels: Pixels) -> tuple[QualityCheck, ...]:
+        return tuple(check for check in self.checks if check.pixels == pixels)
+
+    def check(self, name: CheckName) -> QualityCheck | None:
+        return next((check for check in self.checks if check.name == name), None)
+
+    @cached_property
+    def steps(self) -> dict[str, Step]:
+        """The batched model runs this request hands an input to, by name (each has one micro-batcher)."""
+        steps: dict[str, Step] = {}
+        if self.detector is not None and not self.all_faces:  # the coarse pass looks for the subject face only
+            steps["detect"] = Step(self.detector.detect_batch, _keep_coarse_faces)
+        for check in self.checks:
+            if check.pixels != "native_face":  # those are judged in `finish`, on pixels freed right after
+                steps[check.name] = Step(check.run, partial(_keep_probability, check.name))
+        if self.embedder is not None:
+            steps["embed"] = Step(self.embedder.embed_aligned, _keep_embedding)
+        return steps
+
+    @property
+    def photo_steps(self) -> tuple[str, ...]:
+        """The steps that need no face: they run beside the detection."""
+        return tuple(check.name for check in self.reading("photo"))
+
+    @property
+    def face_steps(self) -> tuple[str, ...]:
+        """The steps that run once the face is known (after `finish`)."""
+        embed = ("embed",) if self.embedder is not None else ()
+        return (*(check.name for check in self.reading("face")), *embed)
+
+
 @dataclass
-class Analysis:
+class Findings:
+    """What the pipeline found in one photo; the service turns it into the answers."""
+
     # The pixels every face coordinate refers to (the working copy; `scale` maps them to the upload).
     image: DecodedImage
-    faces: list[FaceReport]
-    primary: FaceReport | None
+    plan: Plan
+    faces: list[FaceReport] = field(default_factory=list)
+    primary: FaceReport | None = None
     # Why there is no usable face (no_face, face_too_small) or why the face is not accepted (multiple_faces).
-    face_issue: str | None
-    nsfw_probability: float | None = None
-    spoof_probability: float | None = None
-    blur_probability: float | None = None
+    face_issue: FaceIssue | None = None
+    # Each check's probability of the bad outcome: of the photo, or of the subject face.
+    probabilities: dict[CheckName, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     skipped_checks: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Models:
-    """The models one request needs (None: not needed), resolved before any work is done."""
-
-    detector: Any = None
-    embedder: Any = None
-    nsfw: Any = None
-    spoof: Any = None
-    blur: Any = None
-    # Asked for but not applicable to this kind of input (aligned=true: "spoof").
-    skipped: tuple[str, ...] = ()
-
-
 @dataclass
 class Prepared:
-    """One image between stages: its analysis so far and the input of each model that still has to run."""
+    """One image between stages: its findings so far and the input of each step that still has to run."""
 
-    analysis: Analysis
-    models: Models
-    all_faces: bool = False
-    aligned: bool = False
-    inputs: dict[BatchedStep, Any] = field(default_factory=dict)
-    # The full-resolution decode, kept until the blur check has read the face from it.
+    findings: Findings
+    inputs: dict[str, Any] = field(default_factory=dict)
+    # The full-resolution decode, kept until the "native_face" checks have read the face from it.
     native: DecodedImage | None = None
     coarse_input: DetectorInput | None = None
     coarse_faces: list[Detection] | None = None
+
+    @property
+    def plan(self) -> Plan:
+        return self.findings.plan
+
+
+def _keep_coarse_faces(item: Prepared, faces: list[Detection]) -> None:
+    item.coarse_faces = faces
+
+
+def _keep_probability(name: CheckName, item: Prepared, probability: float) -> None:
+    item.findings.probabilities[name] = probability
+
+
+def _keep_embedding(item: Prepared, vector: np.ndarray) -> None:
+    item.findings.embedding = vector
 
 
 class _Timer:
@@ -118,64 +175,81 @@ class Pipeline:
         target = None if full_resolution else (self.settings.decode_target_side or None)
         return decode_image(data, max_pixels=self.settings.max_image_pixels, target_side=target)
 
-    def resolve(self, checks: frozenset[Check], *, all_faces: bool = False, aligned: bool = False) -> Models:
-        """Every model the request needs, so a missing one fails fast (503) before any work."""
-        needs_face = bool(checks & {"embed", "spoof", "blur"}) or all_faces
-        if "blur" in checks:
-            blur = self.models.require("blur")
-        else:  # /v1/detect reports per-face sharpness when it can, but does not need it
-            blur = self.models.slots["blur"].model if all_faces and self.models.ready("blur") else None
-        return Models(
-            # aligned=true: the image is the face, no detector; no anti-spoof (it needs the face's surroundings).
-            detector=self.models.require("detector") if needs_face and not aligned else None,
-            embedder=self.models.require("embedder") if "embed" in checks else None,
-            nsfw=self.models.require("nsfw") if "nsfw" in checks else None,
-            spoof=self.models.require("spoof") if "spoof" in checks and not aligned else None,
-            blur=blur,
-            skipped=("spoof",) if aligned and "spoof" in checks else (),
+    def resolve(self, tasks: frozenset[Task], *, all_faces: bool = False, aligned: bool = False) -> Plan:
+        """Every model the request needs, so a missing one fails fast (503) before any work. The first missing
+        one is the one named: the full-resolution checks (blur), the detector, the embedder, the other checks.
+
+        aligned=true: the image is the face, so there is no detector, and a check that reads the face's
+        surroundings (anti-spoof) is skipped."""
+        models = self.models
+        checks: dict[CheckName, QualityCheck] = {}
+        skipped: list[CheckName] = []
+        for name, kind in CHECK_TYPES.items():
+            if kind.pixels != "native_face":
+                continue
+            if name in tasks:
+                checks[name] = models.require(name)
+            elif all_faces and models.ready(name):  # /v1/detect reports each face's sharpness when it can
+                checks[name] = models.slots[name].model
+        needs_face = all_faces or any(task == "embed" or CHECK_TYPES[task].pixels != "photo" for task in tasks)
+        detector = models.require("detector") if needs_face and not aligned else None
+        embedder = models.require("embedder") if "embed" in tasks else None
+        for name, kind in CHECK_TYPES.items():
+            if kind.pixels == "native_face" or name not in tasks:
+                continue
+            if aligned and kind.needs_surroundings:
+                skipped.append(name)
+            else:
+                checks[name] = models.require(name)
+        return Plan(
+            detector=detector,
+            embedder=embedder,
+            checks=tuple(checks[name] for name in CHECK_TYPES if name in checks),
+            all_faces=all_faces,
+            aligned=aligned,
+            skipped=tuple(skipped),
         )
 
     def analyze(
-        self, data: bytes, checks: frozenset[Check], *, all_faces: bool = False, aligned: bool = False
-    ) -> Analysis:
-        """Every stage for one image, in a worker thread. `all_faces` also scores sharpness for every face."""
-        models = self.resolve(checks, all_faces=all_faces, aligned=aligned)
-        item = self.start(data, models, all_faces=all_faces, aligned=aligned)
+        self, data: bytes, tasks: frozenset[Task], *, all_faces: bool = False, aligned: bool = False
+    ) -> Findings:
+        """Every stage for one image, in a worker thread. `all_faces` also judges every face's sharpness."""
+        return self.run(data, self.resolve(tasks, all_faces=all_faces, aligned=aligned))
+
+    def run(self, data: bytes, plan: Plan) -> Findings:
+        item = self.start(data, plan)
         self.run_step("detect", [item])
         self.finish(item)
-        for step in ("nsfw", *FACE_STEPS):
+        for step in (*plan.photo_steps, *plan.face_steps):
             self.run_step(step, [item])
-        return item.analysis
+        return item.findings
 
-    def start(self, data: bytes, models: Models, *, all_faces: bool = False, aligned: bool = False) -> Prepared:
-        """Decode, and make the inputs that need no face: the coarse detector input and the NSFW letterbox."""
+    def start(self, data: bytes, plan: Plan) -> Prepared:
+        """Decode, and make the inputs that need no face: the coarse detector input and the photo checks'."""
         timings: dict[str, float] = {}
         timer = _Timer(timings)
-        needs_native = models.blur is not None
+        needs_native = bool(plan.reading("native_face"))
         decoded = self.decode(data, full_resolution=needs_native)
         work = working_copy(decoded, self.settings.decode_target_side or None)
         timer.lap("decode")
-        analysis = Analysis(image=work, faces=[], primary=None, face_issue=None, timings_ms=timings)
-        analysis.skipped_checks = list(models.skipped)
-        item = Prepared(analysis, models, all_faces=all_faces, aligned=aligned)
-        item.native = decoded if needs_native else None
+        findings = Findings(image=work, plan=plan, timings_ms=timings, skipped_checks=list(plan.skipped))
+        item = Prepared(findings, native=decoded if needs_native else None)
         coarse = self.settings.face_detection_coarse_size
-        wants_coarse = (
-            models.detector is not None and not all_faces and coarse and coarse < min(self.settings.detection_size)
-        )
-        # The coarse detector input and the NSFW letterbox are the same resize (long side to 320): do it once
-        # (a smaller coarse size would leave NSFW fewer pixels than it takes).
-        share = wants_coarse and models.nsfw is not None and coarse >= NSFW_INPUT_SIZE
+        wants_coarse = "detect" in plan.steps and coarse and coarse < min(self.settings.detection_size)
+        photo_checks = plan.reading("photo")
+        # The coarse detector input and a photo check's input are the same resize (long side to 320): do it
+        # once (a smaller coarse size would leave the check fewer pixels than it takes).
+        share = wants_coarse and photo_checks and all(coarse >= check.photo_side for check in photo_checks)
         fitted = fit_long_side(work, coarse) if share else None
-        if models.nsfw is not None:
-            item.inputs["nsfw"] = models.nsfw.model_input(fitted or work)
-            timer.lap("nsfw")
+        for check in photo_checks:
+            item.inputs[check.name] = check.model_input(fitted or work, None)
+            timer.lap(check.name)
         if wants_coarse:
             # Square inputs batch without padding, so batching never changes a photo's detections.
             if fitted is None:
-                item.coarse_input = models.detector.model_input(work.rgb, (coarse, coarse), full_size=True)
+                item.coarse_input = plan.detector.model_input(work.rgb, (coarse, coarse), full_size=True)
             else:  # made from the fitted copy, but mapping detections back to the working copy
-                made = models.detector.model_input(fitted.rgb, (coarse, coarse), full_size=True)
+                made = plan.detector.model_input(fitted.rgb, (coarse, coarse), full_size=True)
                 item.coarse_input = replace(made, scale=fitted.width / work.width, width=work.width, height=work.height)
             item.inputs["detect"] = item.coarse_input
             timer.lap("detect")
@@ -184,7 +258,7 @@ class Pipeline:
     def _faces(self, item: Prepared) -> list[Detection]:
         """Faces, largest first. For the subject face the coarse pass usually suffices (selfies have big faces);
         it is kept only when its largest face is well inside what the coarse size resolves."""
-        image = item.analysis.image
+        image = item.findings.image
         faces = item.coarse_faces
         if faces and item.coarse_input is not None:
             face = faces[0]
@@ -192,98 +266,67 @@ class Pipeline:
             area_fraction = face.area / float(image.width * image.height)
             if side_px >= _COARSE_MIN_FACE_PX and area_fraction >= self.settings.face_area_threshold:
                 return faces
-        return item.models.detector.detect(image.rgb)
+        return item.plan.detector.detect(image.rgb)
 
     def finish(self, item: Prepared) -> None:
-        """After the coarse detection: pick the face, judge blur, and make the face-based model inputs."""
-        a, models = item.analysis, item.models
-        timer = _Timer(a.timings_ms)
-        image = a.image
-        if item.aligned:
+        """After the coarse detection: pick the face, judge the full-resolution face checks, and make the
+        face-based model inputs."""
+        f, plan = item.findings, item.plan
+        timer = _Timer(f.timings_ms)
+        image = f.image
+        if plan.aligned:
             box = np.array([0.0, 0.0, image.width, image.height])
             landmarks = crop_template_landmarks(image.width, image.height)
-            a.primary = FaceReport(Detection(box, 1.0, landmarks), 1.0, assumed=True)
-            a.faces = [a.primary]
-        elif models.detector is not None:
+            f.primary = FaceReport(Detection(box, 1.0, landmarks), 1.0, assumed=True)
+            f.faces = [f.primary]
+        elif plan.detector is not None:
             image_area = float(image.width * image.height)
-            a.faces = [FaceReport(d, d.area / image_area) for d in self._faces(item)]
+            f.faces = [FaceReport(d, d.area / image_area) for d in self._faces(item)]
             timer.lap("detect")
-            usable = [f for f in a.faces if f.area_fraction >= self.settings.face_area_threshold]
-            if not a.faces:
-                a.face_issue = "no_face"
+            usable = [face for face in f.faces if face.area_fraction >= self.settings.face_area_threshold]
+            if not f.faces:
+                f.face_issue = "no_face"
             elif not usable:
-                a.face_issue = "face_too_small"
+                f.face_issue = "face_too_small"
             else:
-                a.primary = usable[0]  # faces are sorted largest first
+                f.primary = usable[0]  # faces are sorted largest first
                 if len(usable) > 1 and self.settings.multiple_faces_policy == "reject":
-                    a.face_issue = "multiple_faces"
-        judged = a.faces if item.all_faces else [a.primary] if a.primary is not None else []
-        if models.blur is not None and judged:
+                    f.face_issue = "multiple_faces"
+        judged = f.faces if plan.all_faces else [f.primary] if f.primary is not None else []
+        if judged:
             native = item.native or image
             to_native = native.width / image.width
-            for report in judged:
-                face = report.detection if native is image else report.detection.scaled(to_native)
-                report.p_blur = models.blur.probability(native, face)
-            a.blur_probability = None if a.primary is None else a.primary.p_blur
-            timer.lap("blur")
+            for check in plan.reading("native_face"):
+                for report in judged:
+                    face = report.detection if native is image else report.detection.scaled(to_native)
+                    # One face at a time, as it always was: a batched run may differ in the last bits.
+                    report.probabilities[check.name] = check.run([check.model_input(native, face)])[0]
+                if f.primary is not None:
+                    f.probabilities[check.name] = f.primary.probabilities[check.name]
+                timer.lap(check.name)
         item.native = None  # the full-resolution pixels are not needed any more: free them early
-        if a.primary is not None:
-            face = a.primary.detection
-            if models.spoof is not None:
-                item.inputs["spoof"] = models.spoof.model_input(image, face)
-                timer.lap("spoof")
-            if models.embedder is not None:
-                aligned_face = crop_to_aligned(image.rgb) if item.aligned else align_face(image.rgb, face.landmarks)
+        if f.primary is not None:
+            face = f.primary.detection
+            for check in plan.reading("face"):
+                item.inputs[check.name] = check.model_input(image, face)
+                timer.lap(check.name)
+            if plan.embedder is not None:
+                aligned_face = crop_to_aligned(image.rgb) if plan.aligned else align_face(image.rgb, face.landmarks)
                 item.inputs["embed"] = aligned_face
                 timer.lap("embed")
 
-    def run_step(self, step: BatchedStep, items: list[Prepared]) -> list[None]:
+    def run_step(self, step: str, items: list[Prepared]) -> list[None]:
         """One run of the `step` model over the prepared inputs of `items` (those that have one). The results
         go into the items; the list of Nones is one output per item, as a micro-batcher expects."""
         todo = [item for item in items if step in item.inputs]
         if not todo:
             return [None] * len(items)
-        models = todo[0].models
-        model = {"detect": models.detector, "embed": models.embedder, "nsfw": models.nsfw, "spoof": models.spoof}[step]
+        runner = todo[0].plan.steps[step]  # every request's plan holds the same loaded models
         started = time.perf_counter()
-        inputs = [item.inputs.pop(step) for item in todo]
-        if step == "embed":
-            values: Any = model.embed_aligned(inputs)
-        elif step == "detect":
-            values = model.detect_batch(inputs)
-        else:
-            values = model.scores(inputs)
+        outputs = runner.run([item.inputs.pop(step) for item in todo])
         elapsed = time.perf_counter() - started
-        for item, value in zip(todo, values, strict=True):
-            a = item.analysis
-            if step == "embed":
-                a.embedding = value
-            elif step == "detect":
-                item.coarse_faces = value
-            elif step == "nsfw":
-                a.nsfw_probability = value
-            else:
-                a.spoof_probability = value
+        for item, output in zip(todo, outputs, strict=True):
+            runner.keep(item, output)
             # In a batch each image reports the whole shared run: that is how long it waited for it.
-            _add_ms(a.timings_ms, step, elapsed)
+            _add_ms(item.findings.timings_ms, step, elapsed)
         return [None] * len(items)
-
-    # -- views -------------------------------------------------------------------------------------------
-
-    def describe_face(self, image: DecodedImage, report: FaceReport) -> dict:
-        """A face in *original* image coordinates (boxes and landmarks match the uploaded photo)."""
-        det = report.detection
-        inv = 1.0 / image.scale
-        pose = None
-        if not report.assumed:  # a pose read off template landmarks would always be frontal: say unknown
-            yaw, pitch, roll = estimate_pose(det.landmarks)
-            pose = {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1)}
-        return {
-            "box": [round(float(v) * inv, 1) for v in det.box],
-            "score": round(det.score, 4),
-            "landmarks": [[round(float(x) * inv, 1), round(float(y) * inv, 1)] for x, y in det.landmarks],
-            "pose": pose,
-            "area_fraction": round(report.area_fraction, 5),
-            "quality": round(face_quality(det.score, det.landmarks, report.p_blur, image.scale), 4),
-            "sharpness": None if report.p_blur is None else round(1.0 - report.p_blur, 4),
-        }

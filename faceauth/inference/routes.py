@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Response
 
 from faceauth.inference import schemas
 from faceauth.inference.deps import BATCH_FIELD, Aligned, BatchFiles, ImagePayload, InternalAuth, ServiceDep
 from faceauth.kit.bodies import image_request_body_openapi
 from faceauth.kit.errors import ErrorResponse
-from faceauth.kit.requests import get_request_id
 
 router = APIRouter(prefix="/v1", dependencies=[InternalAuth])
 health_router = APIRouter()
@@ -54,40 +52,36 @@ def _image_route(path: str, model, summary: str, description: str | None = None)
     )
 
 
-def _with_id(request: Request, body: dict) -> dict:
-    return {"requestId": get_request_id(request), **body}
-
-
 @_image_route("/embed", schemas.EmbedResponse, "512-d embedding of the largest face", _ALIGNED_DOC)
-async def embed(request: Request, payload: ImagePayload, service: ServiceDep, aligned: Aligned = False):
-    return _with_id(request, await service.embed(payload, aligned=aligned))
+async def embed(payload: ImagePayload, service: ServiceDep, aligned: Aligned = False) -> schemas.EmbedResponse:
+    return await service.embed(payload, aligned=aligned)
 
 
 @_image_route("/nsfw", schemas.NsfwResponse, "Is the photo safe (no explicit content)?")
-async def nsfw(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.nsfw(payload))
+async def nsfw(payload: ImagePayload, service: ServiceDep) -> schemas.NsfwResponse:
+    return await service.nsfw(payload)
 
 
 @_image_route("/spoof", schemas.SpoofResponse, "Is the largest face a presentation attack (print, screen)?")
-async def spoof(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.spoof(payload))
+async def spoof(payload: ImagePayload, service: ServiceDep) -> schemas.SpoofResponse:
+    return await service.spoof(payload)
 
 
 @_image_route("/blur", schemas.BlurResponse, "Is the largest face sharp?")
-async def blur(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.blur(payload))
+async def blur(payload: ImagePayload, service: ServiceDep) -> schemas.BlurResponse:
+    return await service.blur(payload)
 
 
 @_image_route("/assess", schemas.AssessResponse, "NSFW + spoof + blur in one pass")
-async def assess(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.assess(payload))
+async def assess(payload: ImagePayload, service: ServiceDep) -> schemas.AssessResponse:
+    return await service.assess(payload)
 
 
 @_image_route(
     "/analyze", schemas.AnalyzeResponse, "Assessment and embedding in one pass (used by the Face API)", _ALIGNED_DOC
 )
-async def analyze(request: Request, payload: ImagePayload, service: ServiceDep, aligned: Aligned = False):
-    return _with_id(request, await service.analyze(payload, aligned=aligned))
+async def analyze(payload: ImagePayload, service: ServiceDep, aligned: Aligned = False) -> schemas.AnalyzeResponse:
+    return await service.analyze(payload, aligned=aligned)
 
 
 _BATCH_BODY = {
@@ -118,18 +112,20 @@ _BATCH_BODY = {
     openapi_extra=_BATCH_BODY,
     responses={**_ERRORS, 413: _error("batch_too_large, payload_too_large (the whole body)")},
 )
-async def analyze_batch(request: Request, files: BatchFiles, service: ServiceDep, aligned: Aligned = False):
-    return _with_id(request, {"results": await service.analyze_batch(files, aligned=aligned)})
+async def analyze_batch(
+    files: BatchFiles, service: ServiceDep, aligned: Aligned = False
+) -> schemas.BatchAnalyzeResponse:
+    return await service.analyze_batch(files, aligned=aligned)
 
 
 @_image_route("/detect", schemas.DetectResponse, "Every face: box, landmarks, pose, area, quality")
-async def detect(request: Request, payload: ImagePayload, service: ServiceDep):
-    return _with_id(request, await service.detect(payload))
+async def detect(payload: ImagePayload, service: ServiceDep) -> schemas.DetectResponse:
+    return await service.detect(payload)
 
 
 @health_router.get("/healthz", response_model=schemas.HealthResponse, summary="Liveness: the process answers")
-async def healthz(request: Request):
-    return _with_id(request, {"status": "ok"})
+async def healthz() -> schemas.HealthResponse:
+    return schemas.HealthResponse(status="ok")
 
 
 @health_router.get(
@@ -138,18 +134,13 @@ async def healthz(request: Request):
     summary="Readiness: every model's state, path, id and load time",
     responses={503: {"model": schemas.ReadyResponse, "description": "detector or embedder not loaded"}},
 )
-async def readyz(request: Request, service: ServiceDep):
+async def readyz(response: Response, service: ServiceDep) -> schemas.ReadyResponse:
     models = service.pipeline.models
     core_ready = models.ready("detector", "embedder")
     all_ready = all(slot.state == "ready" for slot in models.slots.values())
-    body = {
-        "requestId": get_request_id(request),
-        "status": "ok" if all_ready else "degraded" if core_ready else "unavailable",
-        "models": {name: slot.public() for name, slot in models.slots.items()},
-        "pool": {
-            "workers": service.pool.workers,
-            "in_flight": service.pool.in_flight,
-            "rejected": service.pool.rejected,
-        },
-    }
-    return JSONResponse(body, status_code=200 if core_ready else 503)
+    response.status_code = 200 if core_ready else 503
+    return schemas.ReadyResponse(
+        status="ok" if all_ready else "degraded" if core_ready else "unavailable",
+        models={name: schemas.ModelState(**slot.public()) for name, slot in models.slots.items()},
+        pool={"workers": service.pool.workers, "in_flight": service.pool.in_flight, "rejected": service.pool.rejected},
+    )

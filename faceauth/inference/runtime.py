@@ -71,7 +71,7 @@ def create_session(
     gets a small intra-op pool and no spinning: spin-waiting threads would steal the core another
     request is computing on. On the CPU, PRelu graphs are first rewritten exactly (faceauth.inference.rewrite).
     The other options are ONNX Runtime's defaults (all graph optimisations, memory arena and memory pattern
-    on): no variation in the tuning grid of scripts/bench_ort.py was better at both batch 1 and batch 8.
+    on): no variation in the tuning grid of `python -m bench.ort` was better at both batch 1 and batch 8.
     """
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -17,32 +17,30 @@ from faceauth.contracts.analysis import (
     FaceIssue,
     NsfwResult,
     SpoofResult,
+    Vector,
 )
+from faceauth.kit.requests import Answer
 
 
 class ImageB64Request(BaseModel):
     image_b64: str = Field(description="The image file (JPEG, PNG, WebP, BMP, TIFF, GIF), base64-encoded.")
 
 
-class _Base(BaseModel):
-    requestId: str
-
-
-class NsfwResponse(_Base, NsfwResult):
+class NsfwResponse(Answer, NsfwResult):
     model_id: str
 
 
-class SpoofResponse(_Base, SpoofResult):
+class SpoofResponse(Answer, SpoofResult):
     model_id: str
 
 
-class BlurResponse(_Base, BlurResult):
+class BlurResponse(Answer, BlurResult):
     model_id: str
 
 
-class EmbedResponse(_Base):
+class EmbedResponse(Answer):
     face_detected: bool
-    embedding: list[float] | None = Field(description="L2-normalised vector of the largest face, or null.")
+    embedding: Vector | None = Field(description="L2-normalised vector of the largest face, or null.")
     embedding_dim: int
     model_id: str = Field(description="Identifies the vector space; never compare vectors of different ids.")
     face: Face | None
@@ -50,19 +48,19 @@ class EmbedResponse(_Base):
     face_issue: FaceIssue | None = None
 
 
-class AssessResponse(_Base, Assessment):
+class AssessResponse(Answer, Assessment):
     pass
 
 
-class AnalyzeResponse(_Base, Analysis):
+class AnalyzeResponse(Answer, Analysis):
     pass
 
 
-class BatchAnalyzeResponse(_Base, BatchAnalysis):
+class BatchAnalyzeResponse(Answer, BatchAnalysis):
     pass
 
 
-class DetectResponse(_Base, DetectedFaces):
+class DetectResponse(Answer, DetectedFaces):
     pass
 
 
@@ -74,13 +72,11 @@ class ModelState(BaseModel):
     error: str | None
 
 
-class ReadyResponse(BaseModel):
-    requestId: str
+class ReadyResponse(Answer):
     status: Literal["ok", "degraded", "unavailable"]
     models: dict[str, ModelState]
     pool: dict[str, int]
 
 
-class HealthResponse(BaseModel):
-    requestId: str
+class HealthResponse(Answer):
     status: Literal["ok"]

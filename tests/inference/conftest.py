@@ -9,6 +9,7 @@ from faceauth.config import MLSettings
 from faceauth.inference.app import create_app, load_service
 from faceauth.inference.pipeline import Pipeline
 from faceauth.inference.service import InferenceService
+from tests.conftest import require_module
 
 
 def ml_settings(spoof_model_path: Path, tmp_model_dir: Path, **overrides) -> MLSettings:
@@ -38,7 +39,7 @@ def service(settings: MLSettings) -> InferenceService:
 
 
 def derived_service(service: InferenceService, **overrides) -> tuple[MLSettings, InferenceService]:
-    """The session's loaded models behind different settings (no reload)."""
+    """The session's loaded models behind different settings (no reload: the checks keep their thresholds)."""
     settings = service.settings.model_copy(update=overrides)
     return settings, InferenceService(Pipeline(service.pipeline.models, settings), service.pool, settings)
 
@@ -47,3 +48,14 @@ def derived_service(service: InferenceService, **overrides) -> tuple[MLSettings,
 def client(settings: MLSettings, service: InferenceService):
     with TestClient(create_app(settings, service=service)) as c:
         yield c
+
+
+# The optional torch extra: tests that take these skip without it (and fail on CI, which installs it).
+@pytest.fixture(scope="module")
+def torch():
+    return require_module("torch")
+
+
+@pytest.fixture(scope="module")
+def onnx(torch):
+    return require_module("onnx")

@@ -51,9 +51,9 @@ def test_quality_scores_on_real_photos_are_probabilities(service, faces_dir):
     spoof, blur, nsfw = [], [], []
     for path in sorted(faces_dir.glob("*.jpg")):
         a = service.pipeline.analyze(path.read_bytes(), frozenset({"nsfw", "spoof", "blur"}))
-        spoof.append(a.spoof_probability)
-        blur.append(a.blur_probability)
-        nsfw.append(a.nsfw_probability)
+        spoof.append(a.probabilities.get("spoof"))
+        blur.append(a.probabilities.get("blur"))
+        nsfw.append(a.probabilities.get("nsfw"))
     for name, values in (("P(spoof)", spoof), ("P(blur)", blur), ("P(nsfw)", nsfw)):
         arr = np.array(values, dtype=float)
         assert np.all((arr >= 0) & (arr <= 1)), name

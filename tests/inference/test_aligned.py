@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from faceauth.config import DEFAULT_MATCH_THRESHOLD
+from faceauth.inference.alignment import ARCFACE_TEMPLATE, align_face, crop_to_aligned
 from faceauth.inference.app import create_app
-from faceauth.inference.models.embedder import ARCFACE_TEMPLATE, align_face, crop_to_aligned
 from tests.inference.conftest import derived_service
 
 RAW = {"content-type": "application/octet-stream"}

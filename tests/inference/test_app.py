@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from faceauth.inference.app import create_app
-from faceauth.inference.models import registry
-from faceauth.inference.models.fetch import MIRROR_ENV
+from faceauth.inference.artefacts import registry
+from faceauth.inference.artefacts.fetch import MIRROR_ENV
 from tests.inference.conftest import ml_settings
 
 

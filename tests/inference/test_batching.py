@@ -8,10 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from pydantic import BaseModel
 
 from faceauth.inference.batching import MicroBatcher
 from faceauth.inference.imaging import DecodedImage, decode_image, working_copy
 from faceauth.inference.pipeline import ALL_CHECKS
+from faceauth.inference.service import describe_face
 from tests.aio import async_test
 from tests.inference.conftest import derived_service
 
@@ -153,8 +155,13 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_others():
 # -- the service with real models -------------------------------------------------------------------------
 
 
-def _view(body: dict) -> dict:
-    return {k: v for k, v in body.items() if k != "timings_ms"}
+def _body(answer: BaseModel) -> dict:
+    """The service's answer as the JSON body it becomes."""
+    return answer.model_dump(mode="json")
+
+
+def _view(answer: BaseModel) -> dict:
+    return {k: v for k, v in _body(answer).items() if k != "timings_ms"}
 
 
 @async_test
@@ -177,7 +184,7 @@ async def test_concurrent_requests_share_model_runs_and_answer_as_alone(service,
 @async_test
 async def test_one_request_alone_is_answered_through_the_stages(service, photo_bytes):
     _, batched = derived_service(service, batching="on")
-    body = await batched.analyze(photo_bytes("img1.jpg"))
+    body = _body(await batched.analyze(photo_bytes("img1.jpg")))
     assert body["passed"] and len(body["embedding"]) == 512
     assert {b.runs for b in batched.batchers.values()} == {1}
     assert set(body["timings_ms"]) >= {"decode", "detect", "nsfw", "spoof", "blur", "embed"}
@@ -189,7 +196,7 @@ async def test_auto_stages_a_request_while_workers_idle_and_runs_it_whole_under_
     await auto.analyze(photo_bytes("img1.jpg"))  # alone: its models run side by side through the stages
     assert {b.runs for b in auto.batchers.values()} == {1}
     with auto.pool.reserve(auto.pool.workers):  # as many requests in flight as there are workers
-        body = await auto.analyze(photo_bytes("img2.jpg"))
+        body = _body(await auto.analyze(photo_bytes("img2.jpg")))
     assert body["passed"]
     assert {b.runs for b in auto.batchers.values()} == {1}  # one job on one worker: no stage ran
     _, forced = derived_service(service, batching="on")
@@ -204,6 +211,7 @@ async def test_a_refused_image_in_the_stages_is_its_own_error(service, photo_byt
     good, bad = await asyncio.gather(
         batched.analyze(photo_bytes("img1.jpg")), batched.analyze(b"not an image"), return_exceptions=True
     )
+    good = _body(good)
     assert good["passed"]
     assert getattr(bad, "code", None) == "invalid_image"
     assert batched._on_the_way == dict.fromkeys(batched._on_the_way, 0)  # nothing left waiting for it
@@ -234,8 +242,8 @@ def test_a_large_photo_with_the_blur_check_is_located_in_original_coordinates(se
     )
     data = photo_bytes(big)
     analysis = service.pipeline.analyze(data, ALL_CHECKS)
-    assert analysis.image.scale < 0.5 and analysis.blur_probability is not None
-    described = service.pipeline.describe_face(analysis.image, analysis.primary)
+    assert analysis.image.scale < 0.5 and analysis.probabilities.get("blur") is not None
+    described = describe_face(analysis.image, analysis.primary).model_dump()
     full = decode_image(data, max_pixels=10**9)
     reference = service.pipeline.models.require("detector").detect(full.rgb)[0]
     face_size = max(reference.width, reference.height)

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from faceauth.config import MLSettings
 from faceauth.inference import rewrite, runtime
-from faceauth.inference.models import registry
+from faceauth.inference.artefacts import registry
 from faceauth.inference.runtime import create_session, providers_for
 
 

@@ -107,7 +107,7 @@ def test_an_aligned_crop_enrols_and_is_found_from_a_full_photo(api, people, phot
     import cv2
     import numpy as np
 
-    from faceauth.inference.models.embedder import align_face
+    from faceauth.inference.alignment import align_face
 
     full = photos(people[0].enrol_photo)
     face = api.post("/v1/faces/detect", files={"file": ("p.jpg", full)}).json()["faces"][0]

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-
-from faceauth.inference.runtime import create_session
+import onnxruntime as ort
 
 _STRIDES = (8, 16, 32)
 _ANCHORS_PER_CELL = 2
@@ -74,20 +72,18 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
 class ScrfdDetector:
     def __init__(
         self,
-        path: Path,
+        session: ort.InferenceSession,
         *,
+        name: str = "SCRFD model",
         input_size: tuple[int, int] = (640, 640),
         score_threshold: float = 0.5,
         nms_threshold: float = 0.4,
-        device: str = "cpu",
-        intra_op_threads: int = 1,
     ) -> None:
-        self.path = path
-        self.session = create_session(path, device=device, intra_op_threads=intra_op_threads)
+        self.session = session
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         if len(outputs) != 9:
-            raise ValueError(f"{path.name}: expected an SCRFD model with landmarks (9 outputs), got {len(outputs)}")
+            raise ValueError(f"{name}: expected an SCRFD model with landmarks (9 outputs), got {len(outputs)}")
         self.output_names = outputs
         self.input_size = input_size
         self.score_threshold = score_threshold

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from faceauth.cli import main
+from faceauth.inference.alignment import align_face
 from faceauth.inference.app import create_app
-from faceauth.inference.models import torch_compat
-from faceauth.inference.models.embedder import align_face
+from faceauth.inference.models import torchvision
 from tests.conftest import require_module
 from tests.inference.conftest import ml_settings
 
@@ -21,15 +21,15 @@ from tests.inference.conftest import ml_settings
 def checkpoint(tmp_path_factory):
     torch = require_module("torch")
     torch.manual_seed(7)
-    model = torch_compat.build_model("mobilenet_v2", 2)
+    model = torchvision.build_model("mobilenet_v2", 2)
     path = tmp_path_factory.mktemp("ckpt") / "quality_model.pth"
     torch.save({"state_dict": model.state_dict()}, path)
     return path
 
 
 def _expected(path, crop: np.ndarray) -> float:
-    clf = torch_compat.TorchClassifier(path)
-    return float(clf.predict_proba(torch_compat.preprocess_imagenet([crop], 224))[0, 1])
+    clf = torchvision.TorchClassifier(path)
+    return float(clf.predict_proba(torchvision.preprocess_imagenet([crop], 224))[0, 1])
 
 
 def test_pth_checkpoint_serves_the_blur_check(checkpoint, spoof_model_path, tmp_path, photo_bytes, service):

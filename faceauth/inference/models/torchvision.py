@@ -1,4 +1,5 @@
-"""Load torchvision-classifier checkpoints (``*.pth``) without torchvision, and convert them to ONNX.
+"""The reference system's torchvision classifiers, without torchvision: ``*.pth`` checkpoints run on torch, and
+their ONNX conversions (``faceauth models convert``, faceauth.inference.tools.convert) run on ONNX Runtime.
 
 The reference system's image-quality models are torchvision classifiers whose last layer was replaced by
 an N-class head: NSFW = MobileNetV2, anti-spoof = MobileNetV3-Large, blur = ResNet18. PyPI's torchvision is
@@ -6,8 +7,8 @@ a CUDA build that fails to import here, so the three architectures are re-implem
 ``torch.nn`` with torchvision's module names, shapes and BatchNorm settings: ``load_state_dict(strict=True)``
 accepts a real torchvision state dict unchanged.
 
-torch (and onnx) are the optional ``torch`` extra. This module imports without them: torch is imported inside
-the functions that need it, and ``preprocess_imagenet`` is numpy/OpenCV only.
+torch is the optional ``torch`` extra. This module imports without it: torch is imported inside the functions that
+need it, and ``preprocess_imagenet`` and ``ConvertedClassifier`` are numpy/OpenCV/ONNX Runtime only.
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from __future__ import annotations
 import functools
 import os
 import pickle
-import tempfile
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
-from faceauth.inference.models.catalog import sha256_file
-from faceauth.inference.runtime import softmax
+from faceauth.inference.artefacts.catalog import sha256_file
+from faceauth.inference.runtime import run_in_batches, softmax
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,8 +34,6 @@ ARCHS = ("mobilenet_v2", "mobilenet_v3_large", "resnet18")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-ONNX_OPSET = 17
-VERIFY_TOLERANCE = 1e-4  # max abs difference of softmax outputs, torch vs ONNX Runtime
 
 # The final Linear layer of each architecture: its weight is [num_classes, features].
 _HEAD_KEY = {
@@ -48,23 +46,15 @@ _HEAD_KEY = {
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 _KEY_PREFIXES = ("module.", "_orig_mod.")
 
-_INSTALL_HINT = "install the 'torch' extra: uv sync --extra torch (or pip install 'faceauth[torch]')"
+INSTALL_HINT = "install the 'torch' extra: uv sync --extra torch (or pip install 'faceauth[torch]')"
 
 
-def _require_torch():
+def require_torch():
     try:
         import torch
     except ImportError as exc:
-        raise RuntimeError(f"PyTorch is needed to load .pth checkpoints; {_INSTALL_HINT}") from exc
+        raise RuntimeError(f"PyTorch is needed to load .pth checkpoints; {INSTALL_HINT}") from exc
     return torch
-
-
-def _require_onnx():
-    try:
-        import onnx
-    except ImportError as exc:
-        raise RuntimeError(f"the onnx package is needed to export ONNX models; {_INSTALL_HINT}") from exc
-    return onnx
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,7 +71,7 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 @functools.cache
 def _architectures() -> dict[str, Any]:
     """Define the model classes on first use, so that importing this module never imports torch."""
-    torch = _require_torch()
+    torch = require_torch()
     from torch import nn
     from torch.nn import functional as F
 
@@ -293,7 +283,7 @@ def _num_classes(state_dict: Mapping[str, Any], arch: str) -> int:
 
 def _unwrap(obj: Any) -> dict[str, Any]:
     """Find the state dict inside a training checkpoint and strip wrapper prefixes from its keys."""
-    torch = _require_torch()
+    torch = require_torch()
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), Mapping):
@@ -322,7 +312,7 @@ def load_checkpoint(path: str | os.PathLike[str], arch: str | None = None) -> tu
     and a full pickle can run arbitrary code. ``arch`` is detected from the key names when not given.
     Returns ``(module, meta)`` with meta keys ``arch``, ``num_classes``, ``sha256``, ``path``.
     """
-    torch = _require_torch()
+    torch = require_torch()
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -371,11 +361,22 @@ def preprocess_imagenet(images_rgb_uint8: list[np.ndarray], input_size: int = 22
     return out
 
 
+class Classifier(Protocol):
+    """A torchvision classifier, on torch or converted to ONNX: ``predict_proba`` gives softmax probabilities."""
+
+    name: str
+    input_size: int
+    num_classes: int  # 0: not recorded (a conversion made without faceauth's metadata)
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray: ...
+
+
 class TorchClassifier:
     """A ``.pth`` torchvision classifier run with PyTorch: ``predict_proba`` returns softmax probabilities."""
 
     def __init__(self, path: str | os.PathLike[str], arch: str | None = None, device: str = "cpu"):
-        torch = _require_torch()
+        torch = require_torch()
+        self.name = Path(path).name
         self.module, self.meta = load_checkpoint(path, arch)
         self.arch: str = self.meta["arch"]
         self.num_classes: int = self.meta["num_classes"]
@@ -385,7 +386,7 @@ class TorchClassifier:
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """float32 [N, 3, S, S] (from ``preprocess_imagenet``) -> float32 [N, num_classes]."""
-        torch = _require_torch()
+        torch = require_torch()
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a [N, 3, H, W] batch, got shape {batch.shape}")
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
@@ -393,106 +394,23 @@ class TorchClassifier:
             return torch.softmax(self.module(x), dim=1).cpu().numpy()
 
 
-# --------------------------------------------------------------------------------------------------
-# ONNX export
-# --------------------------------------------------------------------------------------------------
+CONVERTED_KIND = "torchvision-classifier"  # `faceauth.kind` in the metadata of a converted model
 
 
-def export_onnx(
-    module: nn.Module,
-    out_path: str | os.PathLike[str],
-    *,
-    arch: str,
-    num_classes: int,
-    input_size: int = 224,
-    source_sha256: str | None = None,
-) -> Path:
-    """Export ``module`` to ONNX: input ``input`` [batch, 3, S, S], output ``logits`` [batch, num_classes].
-
-    Uses the TorchScript exporter (``dynamo=False``), which needs neither onnxscript nor torch.export; the
-    batch axis is dynamic. Provenance and the preprocessing contract go into ``metadata_props``.
-    """
-    torch = _require_torch()
-    onnx = _require_onnx()
-    out_path = Path(out_path)
-    module.eval()
-    device = next(module.parameters()).device
-    dummy = torch.zeros(2, 3, input_size, input_size, device=device)
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of torch.export, but that one needs onnxscript,
-        # which is not a dependency; for these plain CNNs both give the same graph.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            module,
-            (dummy,),
-            str(out_path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            do_constant_folding=True,
-        )
-    model = onnx.load(str(out_path))
-    meta = {
-        "faceauth.kind": "torchvision-classifier",
-        "faceauth.arch": arch,
-        "faceauth.num_classes": str(num_classes),
-        "faceauth.input_size": str(input_size),
-        "faceauth.preprocess": "imagenet",
-    }
-    if source_sha256:
-        meta["faceauth.source_sha256"] = source_sha256
-    onnx.helper.set_model_props(model, meta)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out_path))
-    return out_path
+def is_converted(session: ort.InferenceSession) -> bool:
+    """Is this ONNX model a torchvision classifier converted by `faceauth models convert`?"""
+    return session.get_modelmeta().custom_metadata_map.get("faceauth.kind") == CONVERTED_KIND
 
 
-def convert_checkpoint(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    arch: str | None = None,
-    *,
-    input_size: int = 224,
-) -> dict[str, Any]:
-    """Convert a ``.pth`` checkpoint to ONNX and check that ONNX Runtime reproduces torch.
+class ConvertedClassifier:
+    """A converted torchvision classifier on ONNX Runtime; its input size and classes come from its metadata."""
 
-    The ONNX file is written next to ``dst`` and moved into place only once torch and ONNX Runtime agree
-    (max abs difference of softmax < 1e-4 on a random batch); otherwise RuntimeError and no ``dst``.
-    Returns the checkpoint meta plus ``onnx_path``, ``opset`` and ``max_abs_diff``.
-    """
-    torch = _require_torch()
-    import onnxruntime as ort
+    def __init__(self, session: ort.InferenceSession, *, name: str) -> None:
+        self.session = session
+        self.name = name
+        meta = session.get_modelmeta().custom_metadata_map
+        self.input_size = int(meta.get("faceauth.input_size", 224))
+        self.num_classes = int(meta.get("faceauth.num_classes", 0))
 
-    module, meta = load_checkpoint(src, arch)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.partial", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        export_onnx(
-            module,
-            tmp,
-            arch=meta["arch"],
-            num_classes=meta["num_classes"],
-            input_size=input_size,
-            source_sha256=meta["sha256"],
-        )
-        # A batch size other than the export's 2 also proves the batch axis is really dynamic.
-        batch = np.random.default_rng(0).standard_normal((3, 3, input_size, input_size)).astype(np.float32)
-        with torch.inference_mode():
-            expected = torch.softmax(module(torch.from_numpy(batch)), dim=1).numpy()
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        (logits,) = session.run(["logits"], {"input": batch})
-        diff = float(np.abs(softmax(logits) - expected).max())
-        if not diff < VERIFY_TOLERANCE:
-            raise RuntimeError(
-                f"ONNX Runtime disagrees with torch on {src}: max |softmax diff| = {diff:.2e} "
-                f"(tolerance {VERIFY_TOLERANCE:.0e}); not writing {dst}"
-            )
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return {**meta, "onnx_path": str(dst), "opset": ONNX_OPSET, "max_abs_diff": diff}
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        return softmax(run_in_batches(self.session, batch)[0])

@@ -1,4 +1,4 @@
-"""torchvision-compatible checkpoints: architectures, loading, ONNX conversion, preprocessing.
+"""torchvision-compatible checkpoints: architectures, loading, running, preprocessing.
 
 torchvision itself cannot be imported here, so compatibility is pinned by torchvision's published parameter
 counts (pytorch.org model docs, ``num_params``), its state-dict key names and shapes, and reference logits
@@ -7,7 +7,6 @@ that torchvision's own code produced for fixed weights.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import pathlib
 import subprocess
@@ -15,72 +14,11 @@ import sys
 import textwrap
 import zlib
 
-import cv2
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-from faceauth.inference.models import torch_compat as tc
-from tests.conftest import require_module
-
-
-@pytest.fixture(scope="module")
-def torch():
-    return require_module("torch")
-
-
-@pytest.fixture(scope="module")
-def onnx(torch):
-    return require_module("onnx")
-
-
-def _synthetic_rgb(h: int, w: int, seed: int) -> np.ndarray:
-    """A photo-like RGB test image: gradients, a filled disc, text and sensor-like noise."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([xx / w * 255, yy / h * 255, (xx + yy) / (h + w) * 255], axis=-1).astype(np.uint8)
-    cv2.circle(img, (w // 3, h // 2), min(h, w) // 5, (240, 30, 60), -1)
-    cv2.putText(img, "faceauth", (w // 10, h - h // 8), cv2.FONT_HERSHEY_SIMPLEX, w / 400, (10, 10, 10), 2)
-    noise = np.random.default_rng(seed).integers(-20, 21, img.shape)
-    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-
-
-def _images() -> list[np.ndarray]:
-    # Different sizes and aspect ratios, one heavily blurred.
-    return [
-        _synthetic_rgb(480, 640, 0),
-        _synthetic_rgb(300, 300, 1),
-        cv2.GaussianBlur(_synthetic_rgb(720, 405, 2), (0, 0), 6),
-    ]
-
-
-@functools.cache  # shared read-only across tests: building and calibrating is the slow part
-def _trained_like(torch, arch: str, num_classes: int, seed: int = 0):
-    """A random model whose outputs depend on the input, like a trained one's.
-
-    With PyTorch's default init the MobileNets' activations vanish and every image gets the same output, which
-    would make output comparisons vacuous. So: He-init convs, random BN affine, BN running statistics
-    calibrated on data (non-default buffers also catch a loader that drops them), a moderate head.
-    """
-    torch.manual_seed(seed)
-    model = tc.build_model(arch, num_classes)
-    calibration = torch.cat([torch.from_numpy(tc.preprocess_imagenet(_images())), torch.randn(8, 3, 224, 224)])
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                m.momentum = None  # cumulative average over the calibration pass
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-            elif isinstance(m, torch.nn.Linear):
-                torch.nn.init.normal_(m.weight, 0.0, 0.05)
-        model.train()
-        model(calibration)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 0.01 if arch == "mobilenet_v3_large" else 0.1
-    return model.eval()
-
+from faceauth.inference.models import torchvision as tc
+from tests.inference.classifiers import photo_like_images, trained_like
 
 # --------------------------------------------------------------------------------------------------
 # Architectures match torchvision
@@ -234,7 +172,7 @@ WRAPPERS = {
 @pytest.mark.parametrize("wrapper", WRAPPERS)
 @pytest.mark.parametrize(("arch", "num_classes"), [("mobilenet_v2", 2), ("mobilenet_v3_large", 3), ("resnet18", 5)])
 def test_checkpoint_round_trip(torch, tmp_path, arch, num_classes, wrapper):
-    original = _trained_like(torch, arch, num_classes)
+    original = trained_like(torch, arch, num_classes)
     path = tmp_path / "model.pth"
     torch.save(WRAPPERS[wrapper](original.state_dict()), path)
 
@@ -247,7 +185,7 @@ def test_checkpoint_round_trip(torch, tmp_path, arch, num_classes, wrapper):
     want, got = original.state_dict(), loaded.state_dict()
     assert list(got) == list(want)
     assert all(torch.equal(got[k], want[k]) for k in want)
-    x = torch.from_numpy(tc.preprocess_imagenet(_images()[:2]))
+    x = torch.from_numpy(tc.preprocess_imagenet(photo_like_images()[:2]))
     with torch.inference_mode():
         assert torch.equal(loaded(x), original(x))
 
@@ -300,66 +238,17 @@ def test_pickled_objects_are_refused(torch, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# ONNX conversion and runtime
+# Runtime
 # --------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("arch", tc.ARCHS)
-def test_convert_checkpoint_matches_torch_on_images(torch, onnx, tmp_path, arch):
-    src, dst = tmp_path / f"{arch}.pth", tmp_path / "out" / f"{arch}.onnx"
-    torch.save({"state_dict": _trained_like(torch, arch, 2).state_dict()}, src)
-    sha = hashlib.sha256(src.read_bytes()).hexdigest()
-
-    info = tc.convert_checkpoint(src, dst)
-
-    assert info["arch"] == arch and info["num_classes"] == 2 and info["onnx_path"] == str(dst)
-    assert info["max_abs_diff"] < 1e-4
-    assert [p.name for p in dst.parent.iterdir()] == [dst.name]  # no temporary file left behind
-    model = onnx.load(str(dst))
-    assert {p.key: p.value for p in model.metadata_props} == {
-        "faceauth.kind": "torchvision-classifier",
-        "faceauth.arch": arch,
-        "faceauth.num_classes": "2",
-        "faceauth.input_size": "224",
-        "faceauth.preprocess": "imagenet",
-        "faceauth.source_sha256": sha,
-    }
-    opset = {o.domain: o.version for o in model.opset_import}[""]
-    assert opset >= 17
-    (inp,), (out,) = model.graph.input, model.graph.output
-    assert (inp.name, out.name) == ("input", "logits")
-    in_dims = inp.type.tensor_type.shape.dim
-    assert in_dims[0].dim_param and [d.dim_value for d in in_dims[1:]] == [3, 224, 224]
-    assert out.type.tensor_type.shape.dim[0].dim_param and out.type.tensor_type.shape.dim[1].dim_value == 2
-
-    batch = tc.preprocess_imagenet(_images())
-    (logits,) = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"input": batch})
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    onnx_probs = e / e.sum(axis=1, keepdims=True)
-    torch_probs = tc.TorchClassifier(src).predict_proba(batch)
-    # The check is only meaningful if the model actually tells these images apart.
-    assert np.abs(torch_probs - torch_probs[0]).max() > 1e-3
-    np.testing.assert_allclose(onnx_probs, torch_probs, rtol=0, atol=1e-4)
-
-
-@pytest.mark.torch
-def test_convert_checkpoint_refuses_a_disagreeing_export(torch, onnx, tmp_path, monkeypatch):
-    src, dst = tmp_path / "m.pth", tmp_path / "m.onnx"
-    torch.save(tc.build_model("resnet18", 2).state_dict(), src)
-    monkeypatch.setattr(tc, "VERIFY_TOLERANCE", 0.0)  # no difference is < 0, so verification must fail
-    with pytest.raises(RuntimeError, match="disagrees"):
-        tc.convert_checkpoint(src, dst)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth"]
 
 
 @pytest.mark.torch
 @pytest.mark.parametrize(("arch", "num_classes"), [("mobilenet_v3_large", 2), ("mobilenet_v2", 4)])
 def test_torch_classifier_returns_probabilities(torch, tmp_path, arch, num_classes):
     path = tmp_path / "m.pth"
-    torch.save(_trained_like(torch, arch, num_classes, seed=1).state_dict(), path)
+    torch.save(trained_like(torch, arch, num_classes, seed=1).state_dict(), path)
     clf = tc.TorchClassifier(path)
-    probs = clf.predict_proba(tc.preprocess_imagenet(_images()))
+    probs = clf.predict_proba(tc.preprocess_imagenet(photo_like_images()))
     assert (clf.arch, clf.num_classes) == (arch, num_classes)
     assert probs.shape == (3, num_classes) and probs.dtype == np.float32
     assert np.all((probs >= 0) & (probs <= 1))
@@ -397,7 +286,7 @@ def test_module_imports_and_fails_clearly_without_torch():
         sys.modules["torch"] = None
         sys.modules["onnx"] = None
         import numpy as np
-        from faceauth.inference.models import torch_compat as tc
+        from faceauth.inference.models import torchvision as tc
 
         assert tc.preprocess_imagenet([np.zeros((8, 8, 3), np.uint8)]).shape == (1, 3, 224, 224)
         for call in (lambda: tc.build_model("resnet18", 2), lambda: tc.TorchClassifier("x.pth")):

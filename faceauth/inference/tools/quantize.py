@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 from faceauth.config import MLSettings
-from faceauth.inference.models import registry
+from faceauth.inference.alignment import align_face
+from faceauth.inference.artefacts import registry
 from faceauth.inference.models.detector import ScrfdDetector
-from faceauth.inference.models.embedder import align_face
-from faceauth.inference.models.loader import int8_model_path
+from faceauth.inference.runtime import create_session
 
 log = logging.getLogger(__name__)
 
@@ -220,15 +220,15 @@ def quantize_pack(
     if not photos:
         raise ValueError(f"no readable photos ({', '.join(PHOTO_SUFFIXES)}) in {calibration}")
     detector = ScrfdDetector(
-        pack.detector,
+        create_session(pack.detector, intra_op_threads=settings.intra_op_threads),
+        name=pack.detector.name,
         input_size=settings.detection_size,
         score_threshold=settings.face_detection_threshold,
-        intra_op_threads=settings.intra_op_threads,
     )
     written: dict[str, Path] = {}
     for kind in kinds:
         src = pack.detector if kind == "detector" else pack.embedder
-        dst = int8_model_path(settings.model_dir, src)
+        dst = registry.int8_model_path(settings.model_dir, src)
         if kind == "detector":
             sizes = sorted({settings.face_detection_coarse_size, *settings.detection_size} - {0})
             inputs = detector_inputs(detector, photos, sizes)

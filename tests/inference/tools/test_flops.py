@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from faceauth.inference.flops import count_flops
-from faceauth.inference.models import registry
+from faceauth.inference.artefacts import registry
+from faceauth.inference.tools.flops import count_flops
 
 OPSET = [helper.make_opsetid("", 13)]
 OPSET_11 = [helper.make_opsetid("", 11)]

@@ -10,10 +10,11 @@ import pytest
 
 from faceauth import cli
 from faceauth.config import MLSettings
-from faceauth.inference.flops import count_flops
-from faceauth.inference.models.embedder import align_face
-from faceauth.inference.models.loader import ModelSet, int8_model_path
-from faceauth.inference.models.quantize import quantize_pack, read_rgb
+from faceauth.inference.alignment import align_face
+from faceauth.inference.artefacts.registry import int8_model_path
+from faceauth.inference.modelset import ModelSet
+from faceauth.inference.tools.flops import count_flops
+from faceauth.inference.tools.quantize import quantize_pack, read_rgb
 
 pytest.importorskip("onnx")
 

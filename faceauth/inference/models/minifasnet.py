@@ -42,7 +42,6 @@ class MiniFASNetSpoof:
         inp = self.session.get_inputs()[0]
         if list(inp.shape[1:]) != [3, _INPUT_SIZE, _INPUT_SIZE]:
             raise ValueError(f"{name}: expected a [N,3,80,80] MiniFASNet model, got {inp.shape}")
-        self.input_name = inp.name
 
     def spoof_probability(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         """Probability that each face is a presentation attack (1 - P(live))."""

@@ -22,7 +22,7 @@ from typing import BinaryIO, Literal
 import httpx
 
 from faceauth import __version__
-from faceauth.inference.models.catalog import CATALOG, CHUNK_SIZE, Artifact, ModelFile, sha256_file
+from faceauth.inference.artefacts.catalog import CATALOG, CHUNK_SIZE, Artifact, ModelFile, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,6 @@ def explicit_probability(output: np.ndarray) -> np.ndarray:
 class NudeNetNsfw:
     def __init__(self, session: ort.InferenceSession, *, name: str = "320n.onnx") -> None:
         self.session = session
-        self.input_name = self.session.get_inputs()[0].name
         out_shape = self.session.get_outputs()[0].shape
         if len(out_shape) != 3 or out_shape[1] != 4 + len(LABELS):
             raise ValueError(f"{name}: expected a NudeNet detector output [N, 22, anchors], got {out_shape}")
