@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 
 from faceauth.config import MLSettings
 from faceauth.inference.service import InferenceService
-from faceauth.kit.bodies import BodyTooLarge, read_image_payload
+from faceauth.kit.bodies import BodyTooLarge, read_capped, read_image_payload
 from faceauth.kit.errors import AppError
 
 # `async def` although they only read state: FastAPI runs a plain `def` dependency in a worker thread (a
@@ -72,15 +72,12 @@ async def _batch_files(request: Request) -> list[bytes | AppError]:
         if not all(isinstance(part, UploadFile) for part in parts):
             # A malformed request, not a bad image: refused whole, like a missing part.
             raise AppError(422, "validation_error", f"every '{BATCH_FIELD}' part must be a file (with a filename)")
-        limit = settings.max_image_bytes
         files: list[bytes | AppError] = []
         for part in parts:
-            assert isinstance(part, UploadFile)
-            data = await part.read(limit + 1)
-            if len(data) > limit:
-                files.append(AppError(413, "payload_too_large", f"the image is larger than {limit} bytes"))
-            else:
-                files.append(data)
+            try:
+                files.append(await read_capped(part, settings.max_image_bytes))  # type: ignore[arg-type]
+            except AppError as exc:  # this file alone is refused (too large, empty)
+                files.append(exc)
         return files
     finally:
         await form.close()

@@ -7,8 +7,6 @@ a correct upright RGB image is; everything else is refused with a stable error c
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import warnings
 from dataclasses import dataclass
@@ -64,28 +62,6 @@ class DecodedImage:
     def scale(self) -> float:
         """Decoded pixels per original pixel (1.0 unless decoded at reduced resolution)."""
         return self.width / self.original_width
-
-
-def b64decode_image(text: str, max_bytes: int) -> bytes:
-    """Strict base64 (standard or URL-safe, data-URL prefix tolerated) with the size cap applied early."""
-    if not isinstance(text, str) or not text.strip():
-        raise AppError(400, "empty_image", "image_b64 is empty")
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    text = "".join(text.split())
-    # 4 base64 characters carry 3 bytes: refuse oversized payloads before allocating the decoded copy.
-    if len(text) * 3 // 4 > max_bytes + 3:
-        raise AppError(413, "payload_too_large", f"image is larger than {max_bytes} bytes")
-    if "-" in text or "_" in text:
-        text = text.replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise AppError(400, "invalid_base64", "image_b64 is not valid base64") from None
-    if not data:
-        raise AppError(400, "empty_image", "image_b64 decodes to no bytes")
-    return data
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -13,7 +13,7 @@ from faceauth.config import MLSettings
 from faceauth.contracts.analysis import Analysis, BatchItemFailed, BatchItemOk, Face, ItemError, Pose
 from faceauth.inference.batching import MicroBatcher
 from faceauth.inference.checks.base import CheckName, CheckResult
-from faceauth.inference.imaging import DecodedImage, b64decode_image
+from faceauth.inference.imaging import DecodedImage
 from faceauth.inference.models.geometry import estimate_pose, face_quality
 from faceauth.inference.modelset import CHECK_TYPES
 from faceauth.inference.pipeline import FaceReport, Findings, Pipeline, Plan, Prepared, Task
@@ -28,6 +28,7 @@ from faceauth.inference.schemas import (
     NsfwResponse,
     SpoofResponse,
 )
+from faceauth.kit.bodies import decode_base64_image
 from faceauth.kit.errors import AppError
 from faceauth.kit.metrics import NULL_OBSERVER, InferenceObserver
 
@@ -95,7 +96,7 @@ class InferenceService:
         return self.pool.in_flight <= max(1, self.pool.workers // 2)
 
     def _bytes(self, payload: bytes | str) -> bytes:
-        return b64decode_image(payload, self.settings.max_image_bytes) if isinstance(payload, str) else payload
+        return decode_base64_image(payload, self.settings.max_image_bytes) if isinstance(payload, str) else payload
 
     def _analyze_alone(self, payload: bytes | str, plan: Plan) -> Findings:
         return self.pipeline.run(self._bytes(payload), plan)

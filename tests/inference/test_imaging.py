@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import struct
 import zlib
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 from faceauth.inference import imaging
-from faceauth.inference.imaging import b64decode_image, decode_image
+from faceauth.inference.imaging import decode_image
 from faceauth.kit.errors import AppError
 
 MAX_PIXELS = 40_000_000
@@ -151,30 +150,6 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_unsupported_format():
     data = _encode(Image.fromarray(_gradient()), "PPM")
     assert _error_code(data) == (422, "unsupported_image_format")
-
-
-def test_b64_accepts_standard_urlsafe_and_data_urls():
-    payload = bytes(range(256))
-    std = base64.b64encode(payload).decode()
-    assert b64decode_image(std, 1024) == payload
-    assert b64decode_image(base64.urlsafe_b64encode(payload).decode().rstrip("="), 1024) == payload
-    assert b64decode_image("data:image/jpeg;base64," + std, 1024) == payload
-
-
-@pytest.mark.parametrize(
-    ("text", "code"),
-    [("", "empty_image"), ("   ", "empty_image"), ("@@not base64@@", "invalid_base64"), ("a", "invalid_base64")],
-)
-def test_b64_errors(text, code):
-    with pytest.raises(AppError) as info:
-        b64decode_image(text, 1024)
-    assert info.value.code == code and info.value.status == 400
-
-
-def test_b64_oversize_is_refused_before_decoding():
-    with pytest.raises(AppError) as info:
-        b64decode_image("A" * 4000, 1024)
-    assert (info.value.status, info.value.code) == (413, "payload_too_large")
 
 
 def _photo_like(width=96, height=64) -> Image.Image:

@@ -36,12 +36,33 @@ def _refusal(text: str, limit: int = 1000) -> tuple[int, str, dict | None]:
     return refused.value.status, refused.value.code, refused.value.details
 
 
-def test_one_base64_decoder_takes_what_other_tools_write():
+def test_b64_accepts_standard_urlsafe_and_data_urls():
+    payload = bytes(range(256))
+    std = base64.b64encode(payload).decode()
+    assert decode_base64_image(std, 1024) == payload
+    assert decode_base64_image(base64.urlsafe_b64encode(payload).decode().rstrip("="), 1024) == payload
+    assert decode_base64_image("data:image/jpeg;base64," + std, 1024) == payload
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("", "empty_image"), ("   ", "empty_image"), ("@@not base64@@", "invalid_base64"), ("a", "invalid_base64")],
+)
+def test_b64_errors(text, code):
+    with pytest.raises(AppError) as info:
+        decode_base64_image(text, 1024)
+    assert info.value.code == code and info.value.status == 400
+
+
+def test_b64_oversize_is_refused_before_decoding():
+    with pytest.raises(AppError) as info:
+        decode_base64_image("A" * 4000, 1024)
+    assert (info.value.status, info.value.code) == (413, "payload_too_large")
+
+
+def test_base64_with_line_breaks_as_other_tools_write_it():
     data = bytes(range(256)) * 3
     standard = base64.b64encode(data).decode()
-    assert decode_base64_image(standard, 1000) == data
-    # URL-safe alphabet, padding dropped, line breaks, a data: URL prefix: all the same photo
-    assert decode_base64_image(base64.urlsafe_b64encode(data).decode().rstrip("="), 1000) == data
     wrapped = "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76))
     assert decode_base64_image(f"data:image/jpeg;base64,{wrapped}", 1000) == data
 
