@@ -149,8 +149,11 @@ class Container:
         self.index = index or open_face_index(settings)
         self.objects = objects or open_object_store(settings)
         self.ml = ml or ml_client(settings)
-        self._owned = [
-            part for part, given in ((self.ml, ml), (self.index, index), (self.objects, objects)) if not given
+        # What it built, it closes; what it was given belongs to the caller.
+        self._closers = [
+            close
+            for close, given in ((self.ml.aclose, ml), (self.index.close, index), (self.objects.close, objects))
+            if given is None
         ]
 
         self.loader = photo_loader(settings, self.objects)
@@ -181,6 +184,5 @@ class Container:
 
     async def close(self) -> None:
         async with AsyncExitStack() as stack:  # every close runs, whichever fails
-            stack.push_async_callback(self.loader.aclose)
-            for part in self._owned:
-                stack.push_async_callback(part.aclose if isinstance(part, MLClient) else part.close)
+            for close in (self.loader.aclose, *self._closers):
+                stack.push_async_callback(close)
