@@ -216,6 +216,10 @@ class APISettings(BaseSettings):
     # Per API key: a token bucket refilled at this rate (requests per second) holding at most `burst` requests.
     rate_limit_per_second: float = Field(default=20.0, gt=0, le=100000)
     rate_limit_burst: int = Field(default=40, ge=1, le=1000000)
+    # Per client address: requests with a missing or wrong key, `burst` at once and then this many a second; past
+    # that, 429 before the key is looked up (docs/SECURITY.md).
+    auth_failures_per_second: float = Field(default=0.5, gt=0, le=100000)
+    auth_failures_burst: int = Field(default=20, ge=1, le=1000000)
     # Keep enrolment photos in the object store. false: embeddings only (no re-embedding after a model change).
     store_images: bool = True
     # Lifetime of the presigned links to stored images.
