@@ -37,6 +37,9 @@ class MLSettings(BaseSettings):
     port: int = Field(default=8001, ge=1, le=65535)
     ml_device: str = "cpu"
     auth_token: str | None = None
+    # `faceauth ml` on a non-loopback host refuses to start without auth_token unless this is true (a network policy
+    # or a private network guards the port instead; docs/SECURITY.md).
+    allow_unauthenticated: bool = False
     # One JSON object per log line, or plain text. Read by the `faceauth` CLI when it sets up logging (before
     # settings load); declared here so an invalid value stops start-up and the variable is documented.
     log_format: Literal["json", "text"] = "json"
