@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from bench.servers import process
-from faceauth.cli.services import unauthenticated_ml_refusal
 
 UP_TIMEOUT_S = 120.0
 
@@ -218,6 +217,8 @@ def test_ml_refuses_a_non_loopback_port_without_a_token(tmp_path: Path):
 
 
 def test_which_ml_hosts_need_a_token():
+    from faceauth.cli.services import unauthenticated_ml_refusal
+
     assert unauthenticated_ml_refusal("0.0.0.0", None, False)
     assert unauthenticated_ml_refusal("10.1.2.3", "", False)
     assert unauthenticated_ml_refusal("0.0.0.0", "secret", False) is None
