@@ -319,7 +319,7 @@ def _download(
         if total is not None and expected_size is not None and total != expected_size:
             raise FetchError(
                 artifact.name,
-                f"{label} at {url} is {total} bytes, pinned size is {expected_size}; not downloading",
+                f"{label} at {url} is {total} bytes, pinned size is {expected_size}; not installing it",
             )
         with open(dest, "xb") as out:
             for chunk in chunks:
