@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -225,3 +226,20 @@ def test_which_ml_hosts_need_a_token():
     assert unauthenticated_ml_refusal("0.0.0.0", None, True) is None
     for loopback in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
         assert unauthenticated_ml_refusal(loopback, None, False) is None
+
+
+def test_a_port_left_in_time_wait_counts_as_free_and_a_listening_one_does_not():
+    from faceauth.cli.services import _port_in_use
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    assert _port_in_use("127.0.0.1", port)  # a server still listens
+    served.close()  # the server closes first: its side of the connection goes to TIME_WAIT
+    client.close()
+    listener.close()
+    assert not _port_in_use("127.0.0.1", port)  # what a restart right after a stop meets
