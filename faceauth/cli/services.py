@@ -83,9 +83,10 @@ def _port_in_use(host: str, port: int) -> bool:
 def _follow_models(settings: APISettings, ml_url: str) -> APISettings:
     """The Face API's settings fitted to the models the ML service loaded, and the start-up banner of them.
 
-    The collection holds the embedder's dimension: a 128-d profile gets a collection of its own
-    (`<collection>_d128`), so the 512-d one stays as it was and switching back needs no migration. The match
-    threshold is the profile's calibrated one (docs/MODELS.md). Both only when not set explicitly."""
+    A new collection is made for the embedder's dimension (128 for the permissive profile); an existing one of
+    another dimension stops the start with a message naming FACEAUTH_MILVUS_COLLECTION (a new name for the new
+    profile; `faceauth reembed --from-collection` moves the faces over, docs/MODELS.md). The match threshold is
+    the profile's calibrated one. Both only when not set explicitly."""
     import httpx
 
     ready = httpx.get(f"{ml_url}/readyz", timeout=5).json()
@@ -97,10 +98,6 @@ def _follow_models(settings: APISettings, ml_url: str) -> APISettings:
     changes: dict[str, object] = {}
     if dim and "FACEAUTH_MILVUS_EMBEDDING_DIM" not in os.environ:
         changes["milvus_embedding_dim"] = dim
-        if dim != APISettings.model_fields["milvus_embedding_dim"].default and (
-            "FACEAUTH_MILVUS_COLLECTION" not in os.environ
-        ):
-            changes["milvus_collection"] = f"{settings.milvus_collection}_d{dim}"
     threshold = PROFILE_MATCH_THRESHOLDS.get(ready.get("profile", "default"))
     if threshold is not None and "FACEAUTH_MILVUS_SEARCH_THRESHOLD" not in os.environ:
         changes["milvus_search_threshold"] = threshold
