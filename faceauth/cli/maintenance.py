@@ -71,9 +71,7 @@ def _reembed(args: argparse.Namespace) -> int:
             )
         finally:
             await source.close()
-        print(
-            f"moved {report.reembedded} face(s); {report.already_there} already there; {len(report.failed)} failed"
-        )
+        print(f"moved {report.reembedded} face(s); {report.already_there} already there; {len(report.failed)} failed")
         for face, code in sorted(report.failed.items()):
             print(f"  {face}: {code}")
         return 1 if report.failed else 0

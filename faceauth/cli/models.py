@@ -12,7 +12,6 @@ from faceauth.config import load_ml_settings
 def _models_list(args: argparse.Namespace) -> int:
     from faceauth.inference.artefacts.catalog import CATALOG
     from faceauth.inference.artefacts.fetch import verify
-
     from faceauth.inference.modelset import ModelSet
 
     settings = load_ml_settings()

@@ -208,9 +208,8 @@ class Pipeline:
         for name, kind in CHECK_TYPES.items():
             if kind.pixels == "native_face" or name not in tasks:
                 continue
-            if (name in off or models.slots[name].state == "off") and tasks != {name}:
-                skipped.append(name)
-            elif aligned and kind.needs_surroundings:
+            turned_off = (name in off or models.slots[name].state == "off") and tasks != {name}
+            if turned_off or (aligned and kind.needs_surroundings):
                 skipped.append(name)
             else:
                 checks[name] = models.require(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 
@@ -131,8 +132,7 @@ class Reembedder:
             if face.current is not None:
                 return False
             await face.write(image, analysis.model_id, analysis.embedding, subject_id=row.subject_id)
-        try:
+        # If this fails the orphan sweep removes the old image later: the move itself is done.
+        with contextlib.suppress(ObjectNotFound, StorageUnavailable):
             await self.repository.objects.delete(row.object_key)
-        except (ObjectNotFound, StorageUnavailable):  # the orphan sweep removes it later: the move itself is done
-            pass
         return True

@@ -109,7 +109,9 @@ class DlibHogDetector:
         scale = min(max_w / w, max_h / h, 1.0)
         resized = rgb
         if scale < 1.0:
-            resized = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            resized = cv2.resize(
+                rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
         border = math.ceil(max(resized.shape[:2]) * self._BORDER)
         padded = cv2.copyMakeBorder(resized, border, border, border, border, cv2.BORDER_REPLICATE)
         return DetectorInput(padded, scale, w, h)
@@ -160,8 +162,8 @@ class DlibResnetEmbedder:
         """dlib's chip: the predictor's points mapped onto dlib's template (with its 25 % padding)."""
         if face.points is None:
             raise ValueError("the dlib descriptor needs the dlib shape predictor's points")
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        parts = [dlib.point(int(round(x)), int(round(y))) for x, y in face.points]
+        x1, y1, x2, y2 = (round(float(v)) for v in face.box)
+        parts = [dlib.point(round(float(x)), round(float(y))) for x, y in face.points]
         shape = dlib.full_object_detection(dlib.rectangle(x1, y1, x2, y2), parts)
         return np.asarray(dlib.get_face_chip(np.ascontiguousarray(rgb), shape, size=CHIP_SIZE, padding=CHIP_PADDING))
 
