@@ -33,7 +33,8 @@ def missing_models(ml_ready_body: dict[str, Any]) -> list[str]:
     and how to get it. Empty: every model a photo needs is there."""
     found = []
     for name, state in sorted((ml_ready_body.get("models") or {}).items()):
-        if (state or {}).get("state") != "ready":
+        # "off": a check this deployment turned off (ML_SERVICE_NSFW_ENABLED=false): photos do not need it.
+        if (state or {}).get("state") not in ("ready", "off"):
             reason = (state or {}).get("error") or (state or {}).get("state") or "not loaded"
             hint = MODEL_HINTS.get(name, "docs/MODELS.md")
             found.append(f"the {name} model is not loaded ({reason}); enrolment and search need it: {hint}")
