@@ -69,7 +69,8 @@ def open_face_index(settings: APISettings, model_dim: int | None = None) -> Milv
         ivf_nlist=settings.milvus_ivf_nlist,
         ivf_nprobe=settings.milvus_ivf_nprobe,
         scann_reorder_k=settings.milvus_scann_reorder_k,
-        consistency_level=settings.milvus_consistency_level,
+        # Replicas taking turns under shared locks must each read what the last holder wrote: Strong.
+        consistency_level="Strong" if settings.coordination_url else settings.milvus_consistency_level,
         timeout=settings.milvus_timeout_seconds,
         max_faces_per_subject=settings.max_faces_per_subject,
     )
@@ -169,7 +170,9 @@ class Container:
         self.loader = photo_loader(settings, self.objects)
         self.analyzer = PhotoAnalyzer(self.loader, self.ml)
         self.repository = FaceRepository(
-            self.index, self.objects, store_images=settings.store_images, locks=self.coordinator.locks
+            self.index, self.objects, store_images=settings.store_images,
+            locks=self.coordinator.locks,
+            shared_locks=self.coordinator.shared,
         )
         self.images = ImageService(ImageLinks(self.objects), self.objects, link_seconds=settings.image_link_seconds)
         self.key_store = KeyStore(self.objects)

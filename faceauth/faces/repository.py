@@ -85,14 +85,23 @@ class FaceEdit:
 
 class FaceRepository:
     def __init__(
-        self, index: FaceIndex, objects: ObjectStore, *, store_images: bool = True, locks: Locks | None = None
+        self,
+        index: FaceIndex,
+        objects: ObjectStore,
+        *,
+        store_images: bool = True,
+        locks: Locks | None = None,
+        shared_locks: bool = False,
     ) -> None:
         """`store_images=False` (FACEAUTH_STORE_IMAGES): rows without an image, on purpose (empty object key).
-        `locks`: the coordinator's (shared by replicas); this process's own by default."""
+        `locks`: the coordinator's (shared by replicas); this process's own by default. `shared_locks`: every
+        replica writes under these locks, so an image no row points to is never a write in progress elsewhere
+        (whoever wrote it lost its lock, and its write is not acknowledged): it goes at once, without the grace."""
         self.index = index
         self.objects = objects
         self.store_images = store_images
         self._locks: Locks = locks or LocalLocks()
+        self._shared_locks = shared_locks
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -256,10 +265,11 @@ class FaceRepository:
         referenced = {current.object_key} if current else set()
         newest_ms = current.created_at_ms if current else None
         now_ms = int(time.time() * 1000)
+        grace_ms = 0 if self._shared_locks else ORPHAN_GRACE_MS
         for key in sorted(keys - referenced):
             born = revision_ms(key)
-            # Older than the live revision: a leftover for sure. Newer: maybe another replica's write in
-            # progress, so only once it is older than any request could be.
-            if born is None or (newest_ms is not None and born < newest_ms) or now_ms - born > ORPHAN_GRACE_MS:
+            # Older than the live revision: a leftover for sure. Newer: maybe another (uncoordinated) replica's
+            # write in progress, so only once it is older than any request could be.
+            if born is None or (newest_ms is not None and born < newest_ms) or now_ms - born > grace_ms:
                 await self._forget_image(key)
         return current
