@@ -170,7 +170,9 @@ class Container:
         self.loader = photo_loader(settings, self.objects)
         self.analyzer = PhotoAnalyzer(self.loader, self.ml)
         self.repository = FaceRepository(
-            self.index, self.objects, store_images=settings.store_images,
+            self.index,
+            self.objects,
+            store_images=settings.store_images,
             locks=self.coordinator.locks,
             shared_locks=self.coordinator.shared,
         )
