@@ -188,8 +188,8 @@ class APISettings(BaseSettings):
     coordination_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     # Prefix of every key faceauth keeps there (several deployments may share one Redis).
     coordination_prefix: str = Field(default="faceauth:", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
-    # How often each replica records itself in the object store (_replicas/), so that replicas sharing a store
-    # without FACEAUTH_COORDINATION_URL see each other and log an error. 0: never.
+    # How often each replica records itself in the S3 store (_replicas/), so that replicas sharing a store
+    # without FACEAUTH_COORDINATION_URL see each other and log an error. 0: never (and never on the local store).
     presence_interval_seconds: float = Field(default=15.0, ge=0, le=3600)
 
     # -- images --------------------------------------------------------------------------------------------------

@@ -185,9 +185,9 @@ class Container:
         self.verification = VerificationService(self.analyzer, self.index, settings)
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects)
-        self.presence = Presence(
-            self.objects, interval_s=settings.presence_interval_seconds, coordinated=self.coordinator.shared
-        )
+        # Only a store other processes can share (S3) can have other replicas on it; the local folder is one host's.
+        presence_s = settings.presence_interval_seconds if settings.object_store == "s3" else 0.0
+        self.presence = Presence(self.objects, interval_s=presence_s, coordinated=self.coordinator.shared)
         self.health = HealthService(
             self.index, self.objects, self.ml, coordinator=self.coordinator, presence=self.presence
         )
