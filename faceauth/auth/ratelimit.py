@@ -44,6 +44,10 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
             return wait
 
+    async def take(self, key: str) -> float:
+        """`acquire` as the coordination protocol's `RateLimits` asks for it (a shared limiter is remote)."""
+        return self.acquire(key)
+
 
 class FailedAuthLimiter(Protocol):
     def blocked(self, client: str) -> float:
