@@ -132,6 +132,56 @@ async def search(
     )
 
 
+@router.post(
+    "/recognize",
+    response_model=schemas.RecognizeResponse,
+    summary="Every face of a photo, largest first, each with its best matches in the tenant",
+    responses={**PHOTO_ERRORS, 422: error("bad field or unreadable image")},
+)
+async def recognize(
+    tenant: ScopedTenantForm,
+    photo: PhotoDep,
+    service: FaceServiceDep,
+    settings: SettingsDep,
+    top_k: Annotated[int | None, Query(ge=1, le=TOP_K_MAX, description="matches per face, 1..100, default 5")] = None,
+    threshold: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="minimum cosine score, 0..1; default from settings")
+    ] = None,
+    group_by: Annotated[
+        Literal["face", "subject"], Query(description="one match per face, or per subject with its best face")
+    ] = "face",
+    limit: Annotated[int, Query(ge=1, le=200, description="at most this many faces, largest first")] = 20,
+):
+    top_k = top_k or settings.search_default_top_k
+    threshold = settings.milvus_search_threshold if threshold is None else threshold
+    outcome = await service.recognize(tenant, photo, top_k=top_k, threshold=threshold, group_by=group_by, limit=limit)
+    return schemas.RecognizeResponse(
+        imageQualityAssessment=outcome.analysis.assessment(),
+        recognizeResult=schemas.RecognizeResult(
+            faces=[
+                schemas.RecognizedFace(
+                    box=found.face.face.box,
+                    face=found.face.face,
+                    quality=schemas.FaceQuality(
+                        passed=found.face.passed,
+                        reasons=found.face.reasons,
+                        spoof=found.face.spoof,
+                        blur=found.face.blur,
+                    ),
+                    matches=[schemas.Match.of(m) for m in found.matches],
+                    skipped_reason=found.skipped_reason,
+                )
+                for found in outcome.faces
+            ],
+            faces_count=outcome.analysis.faces_count,
+            threshold=threshold,
+            top_k=top_k,
+            group_by=group_by,
+            model_id=outcome.analysis.model_id,
+        ),
+    )
+
+
 @router.delete(
     "/delete",
     response_model=schemas.DeleteResponse,
@@ -164,8 +214,11 @@ async def detect(
     photo: PhotoDep,
     service: FaceServiceDep,
     tenant: Annotated[str | None, optional_tenant_form("only for an s3:// image_url under the tenant's own images")],
+    faces: Annotated[
+        Literal["largest", "all"], Query(description="all (default): every face; largest: the largest face only")
+    ] = "all",
 ):
-    return schemas.DetectResponse(**await service.detect(photo, tenant=tenant))
+    return schemas.DetectResponse(**await service.detect(photo, tenant=tenant, every_face=faces == "all"))
 
 
 @router.post(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # The ML service's verdict (`imageQualityAssessment`) and its detected faces, passed through unchanged.
 from faceauth.contracts.analysis import Assessment as ImageQualityAssessment
-from faceauth.contracts.analysis import DetectedFaces
+from faceauth.contracts.analysis import BlurResult, DetectedFaces, Face, SpoofResult
 from faceauth.kit.errors import AppError, ErrorDetail
 from faceauth.kit.requests import Answer
 from faceauth.storage.records import FaceRecord
@@ -82,6 +82,37 @@ class SearchResponse(Answer):
 
 class DetectResponse(Answer, DetectedFaces):
     pass
+
+
+class FaceQuality(BaseModel):
+    passed: bool = Field(description="The photo's check (nsfw) and this face's (spoof, blur) passed.")
+    reasons: list[str] = Field(description="Why not: nsfw, spoof, blur.")
+    spoof: SpoofResult | None
+    blur: BlurResult | None
+
+
+class RecognizedFace(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded (EXIF-upright) photo.")
+    face: Face = Field(description="The detection: box, landmarks, pose, area and quality score.")
+    quality: FaceQuality
+    matches: list[Match] = Field(description="This face's best matches, as /v1/faces/search answers them.")
+    skipped_reason: str | None = Field(None, description="'quality_check_failed': this face was not searched.")
+
+
+class RecognizeResult(BaseModel):
+    faces: list[RecognizedFace] = Field(description="One entry per face, largest first, at most `limit`.")
+    faces_count: int = Field(description="Faces the detector found in the photo (also the small ones).")
+    threshold: float
+    top_k: int
+    group_by: Literal["face", "subject"]
+    model_id: str | None
+
+
+class RecognizeResponse(Answer):
+    imageQualityAssessment: ImageQualityAssessment = Field(
+        description="The photo's verdict, as for its largest face (/v1/faces/search)."
+    )
+    recognizeResult: RecognizeResult
 
 
 class BatchItemResult(BaseModel):

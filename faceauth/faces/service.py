@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from faceauth.config import APISettings
-from faceauth.contracts.analysis import Analysis
+from faceauth.contracts.analysis import Analysis, FaceAnalysis
 from faceauth.faces.repository import FaceRepository
 from faceauth.images.service import ImageService
 from faceauth.kit.errors import AppError
@@ -54,6 +54,21 @@ class SearchOutcome:
     analysis: Analysis
     matches: list[Match]
     skipped_reason: str | None
+
+
+@dataclass(frozen=True)
+class RecognizedFace:
+    """One face of a recognised photo: what the ML service found, and its matches (none when it is unusable)."""
+
+    face: FaceAnalysis
+    matches: list[Match]
+    skipped_reason: str | None
+
+
+@dataclass(frozen=True)
+class RecognizeOutcome:
+    analysis: Analysis
+    faces: list[RecognizedFace]
 
 
 def require_usable(analysis: Analysis) -> np.ndarray:
@@ -222,8 +237,30 @@ class FaceService:
         )
         return SearchOutcome(analysis, matches, None)
 
-    async def detect(self, photo: Photo, *, tenant: str | None) -> dict[str, Any]:
-        return await self.analyzer.detect(photo, tenant=tenant)
+    async def recognize(
+        self, tenant: str, photo: Photo, *, top_k: int, threshold: float, group_by: GroupBy, limit: int
+    ) -> RecognizeOutcome:
+        """Every face of the photo (largest first, at most `limit`), each searched like /v1/faces/search. The
+        photo is analysed once; the searches run side by side. A face that fails its checks gets no matches."""
+        analysis = (await self.analyzer.analyze(photo, tenant=tenant, every_face=True)).analysis
+        faces = (analysis.faces or [])[:limit]
+
+        async def recognize_one(face: FaceAnalysis) -> RecognizedFace:
+            if not face.usable:
+                return RecognizedFace(face, [], "quality_check_failed")
+            matches = await self.index.search(
+                tenant, face.embedding, model_id=analysis.model_id, limit=top_k, threshold=threshold, group_by=group_by
+            )
+            return RecognizedFace(face, matches, None)
+
+        return RecognizeOutcome(analysis, list(await asyncio.gather(*(recognize_one(f) for f in faces))))
+
+    async def detect(self, photo: Photo, *, tenant: str | None, every_face: bool = True) -> dict[str, Any]:
+        """Every face (`every_face`), or the largest one only."""
+        found = await self.analyzer.detect(photo, tenant=tenant)
+        if not every_face:
+            found["faces"] = found["faces"][:1]
+        return found
 
     async def image_link(self, tenant: str, face_id: str, base_url: str) -> tuple[str, int]:
         """A link to the face's stored image that expires after FACEAUTH_IMAGE_LINK_SECONDS, and its expiry."""

@@ -31,10 +31,13 @@ class PhotoAnalyzer:
         self.loader = loader
         self.ml = ml
 
-    async def analyze(self, photo: Photo, *, tenant: str | None, aligned: bool = False) -> Analysed:
+    async def analyze(
+        self, photo: Photo, *, tenant: str | None, aligned: bool = False, every_face: bool = False
+    ) -> Analysed:
+        """`every_face`: every usable face of the photo is checked and embedded too (`analysis.faces`)."""
         image = await self.loader.read(photo, tenant=tenant)
         try:
-            return Analysed(photo, image, await self.ml.analyze(image, aligned=aligned))
+            return Analysed(photo, image, await self.ml.analyze(image, aligned=aligned, every_face=every_face))
         except MLImageRejected as exc:
             raise _naming(exc, photo.field) from None
 

@@ -62,6 +62,7 @@ def _requests_naming(tenant: str, face_id: str, photo: bytes) -> dict[tuple[str,
         ("POST", "/v1/faces/upsert"): {"data": {"id": face_id, "tenant": tenant}, "files": file},
         ("POST", "/v1/faces/search"): {"data": {"tenant": tenant}, "files": file},
         ("POST", "/v1/faces/detect"): {"data": {"tenant": tenant}, "files": file},
+        ("POST", "/v1/faces/recognize"): {"data": {"tenant": tenant}, "files": file},
         ("POST", "/v1/faces/batch/insert"): {
             "data": {"tenant": tenant, "ids": [face_id]},
             "files": [("files", ("p.jpg", photo))],
