@@ -12,7 +12,14 @@ from faceauth.faces import schemas
 from faceauth.faces.service import BatchItem, Enrolment, FaceService
 from faceauth.kit.errors import AppError
 from faceauth.photos.deps import PhotoDep, batch_photos
-from faceauth.web.deps import ScopedTenantForm, ScopedTenantQuery, SettingsDep, optional_tenant_form, provided
+from faceauth.web.deps import (
+    PrincipalDep,
+    ScopedTenantForm,
+    ScopedTenantQuery,
+    SettingsDep,
+    optional_tenant_form,
+    provided,
+)
 from faceauth.web.params import COMMON_ERRORS, PHOTO_ERRORS, AlignedForm, FaceIdForm, FaceIdPath, FaceIdQuery, error
 
 router = APIRouter(prefix="/v1/faces", tags=["faces"])
@@ -180,6 +187,96 @@ async def recognize(
             model_id=outcome.analysis.model_id,
         ),
     )
+
+
+# The JSON bodies, once their tenant is one the caller's key may act on (checked before any work).
+async def _by_face(body: schemas.SearchByFaceRequest, principal: PrincipalDep) -> schemas.SearchByFaceRequest:
+    principal.allow(body.tenant)
+    return body
+
+
+async def _by_embedding(
+    body: schemas.SearchByEmbeddingRequest, principal: PrincipalDep
+) -> schemas.SearchByEmbeddingRequest:
+    principal.allow(body.tenant)
+    return body
+
+
+async def _delete_many(body: schemas.DeleteManyRequest, principal: PrincipalDep) -> schemas.DeleteManyRequest:
+    principal.allow(body.tenant)
+    return body
+
+
+def _search_answer(settings, body, model_id: str, matches) -> schemas.SearchByResponse:
+    return schemas.SearchByResponse(
+        searchResult=schemas.SearchResult(
+            matches=[schemas.Match.of(m) for m in matches],
+            threshold=settings.milvus_search_threshold if body.threshold is None else body.threshold,
+            top_k=body.top_k or settings.search_default_top_k,
+            group_by=body.group_by,
+            model_id=model_id,
+        )
+    )
+
+
+@router.post(
+    "/search/by-face",
+    response_model=schemas.SearchByResponse,
+    summary="1:N search with a stored face's vector: the person's other enrolments, or possible duplicates",
+    responses={**COMMON_ERRORS, 404: error("face_not_found")},
+)
+async def search_by_face(
+    body: Annotated[schemas.SearchByFaceRequest, Depends(_by_face)],
+    service: FaceServiceDep,
+    settings: SettingsDep,
+):
+    model_id, matches = await service.search_by_face(
+        body.tenant,
+        body.face_id,
+        top_k=body.top_k or settings.search_default_top_k,
+        threshold=settings.milvus_search_threshold if body.threshold is None else body.threshold,
+        group_by=body.group_by,
+    )
+    return _search_answer(settings, body, model_id, matches)
+
+
+@router.post(
+    "/search/by-embedding",
+    response_model=schemas.SearchByResponse,
+    summary="1:N search with a given embedding of the model's dimension",
+    responses={**COMMON_ERRORS, 422: error("invalid_embedding: not FACEAUTH_MILVUS_EMBEDDING_DIM finite numbers")},
+)
+async def search_by_embedding(
+    body: Annotated[schemas.SearchByEmbeddingRequest, Depends(_by_embedding)],
+    service: FaceServiceDep,
+    settings: SettingsDep,
+):
+    model_id, matches = await service.search_by_embedding(
+        body.tenant,
+        body.embedding,
+        model_id=body.model_id,
+        top_k=body.top_k or settings.search_default_top_k,
+        threshold=settings.milvus_search_threshold if body.threshold is None else body.threshold,
+        group_by=body.group_by,
+    )
+    return _search_answer(settings, body, model_id, matches)
+
+
+@router.post(
+    "/delete-many",
+    response_model=schemas.DeleteManyResponse,
+    summary="Delete a list of faces of a tenant; ids it does not have are reported, not failed",
+    responses={**COMMON_ERRORS, 413: error("batch_too_large: more ids than FACEAUTH_MAX_BATCH")},
+)
+async def delete_many(
+    body: Annotated[schemas.DeleteManyRequest, Depends(_delete_many)],
+    service: FaceServiceDep,
+    settings: SettingsDep,
+):
+    if len(body.ids) > settings.max_batch:
+        raise AppError(413, "batch_too_large", f"at most {settings.max_batch} ids per call (FACEAUTH_MAX_BATCH)")
+    deleted, not_found = await service.delete_many(body.tenant, body.ids)
+    return schemas.DeleteManyResponse(deleted=deleted, not_found=not_found)
 
 
 @router.delete(

@@ -70,6 +70,14 @@ class PhotoAnalyzer:
         """A stored enrolment image (no request field to name; re-embedding)."""
         return await self.ml.analyze(image, request_id=request_id)
 
+    async def embedder_model_id(self) -> str:
+        """The id of the embedding model the ML service has loaded now (503 when it is not ready)."""
+        body = await self.ml.ready()
+        model_id = ((body.get("models") or {}).get("embedder") or {}).get("model_id")
+        if not model_id:
+            raise AppError(503, "ml_service_not_ready", "the ML service has no embedding model loaded")
+        return str(model_id)
+
     async def detect(self, photo: Photo, *, tenant: str | None) -> dict[str, Any]:
         image = await self.loader.read(photo, tenant=tenant)
         try:
