@@ -81,6 +81,9 @@ def _requests_naming(tenant: str, face_id: str, photo: bytes) -> dict[tuple[str,
         ("GET", "/v1/subjects"): {"params": {"tenant": tenant}},
         ("GET", "/v1/subjects/{subject_id}"): {"params": {"tenant": tenant}},
         ("DELETE", "/v1/subjects/{subject_id}"): {"params": {"tenant": tenant}},
+        ("POST", "/v1/subjects/{subject_id}/rename"): {"params": {"tenant": tenant, "new_subject_id": "renamed"}},
+        ("POST", "/v1/subjects/{subject_id}/merge"): {"params": {"tenant": tenant, "into": "other"}},
+        ("POST", "/v1/subjects/{subject_id}/move-face"): {"params": {"tenant": tenant, "face_id": face_id}},
         ("DELETE", "/v1/tenants/{tenant}"): {},
     }
 
