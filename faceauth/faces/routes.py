@@ -207,6 +207,9 @@ async def _delete_many(body: schemas.DeleteManyRequest, principal: PrincipalDep)
     return body
 
 
+_JSON_BODY = {400: error("bad_request: the body cannot be parsed (not UTF-8 JSON)")}
+
+
 def _search_answer(settings, body, model_id: str, matches) -> schemas.SearchByResponse:
     return schemas.SearchByResponse(
         searchResult=schemas.SearchResult(
@@ -223,7 +226,7 @@ def _search_answer(settings, body, model_id: str, matches) -> schemas.SearchByRe
     "/search/by-face",
     response_model=schemas.SearchByResponse,
     summary="1:N search with a stored face's vector: the person's other enrolments, or possible duplicates",
-    responses={**COMMON_ERRORS, 404: error("face_not_found")},
+    responses={**COMMON_ERRORS, **_JSON_BODY, 404: error("face_not_found")},
 )
 async def search_by_face(
     body: Annotated[schemas.SearchByFaceRequest, Depends(_by_face)],
@@ -244,7 +247,11 @@ async def search_by_face(
     "/search/by-embedding",
     response_model=schemas.SearchByResponse,
     summary="1:N search with a given embedding of the model's dimension",
-    responses={**COMMON_ERRORS, 422: error("invalid_embedding: not FACEAUTH_MILVUS_EMBEDDING_DIM finite numbers")},
+    responses={
+        **COMMON_ERRORS,
+        **_JSON_BODY,
+        422: error("invalid_embedding: not FACEAUTH_MILVUS_EMBEDDING_DIM finite numbers"),
+    },
 )
 async def search_by_embedding(
     body: Annotated[schemas.SearchByEmbeddingRequest, Depends(_by_embedding)],
@@ -266,7 +273,7 @@ async def search_by_embedding(
     "/delete-many",
     response_model=schemas.DeleteManyResponse,
     summary="Delete a list of faces of a tenant; ids it does not have are reported, not failed",
-    responses={**COMMON_ERRORS, 413: error("batch_too_large: more ids than FACEAUTH_MAX_BATCH")},
+    responses={**COMMON_ERRORS, **_JSON_BODY, 413: error("batch_too_large: more ids than FACEAUTH_MAX_BATCH")},
 )
 async def delete_many(
     body: Annotated[schemas.DeleteManyRequest, Depends(_delete_many)],
