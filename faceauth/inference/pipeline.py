@@ -372,7 +372,7 @@ class Pipeline:
                 aligned_face = embedder.from_crop(image.rgb) if plan.aligned else embedder.align(image.rgb, face)
                 item.inputs["embed"] = aligned_face
                 if others:
-                    item.face_inputs["embed"] = [(r, align_face(image.rgb, r.detection.landmarks)) for r in others]
+                    item.face_inputs["embed"] = [(r, embedder.align(image.rgb, r.detection)) for r in others]
                 timer.lap("embed")
 
     def run_step(self, step: str, items: list[Prepared]) -> list[None]:
