@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from faceauth.api.container import Container
 from faceauth.auth.middleware import AuthMiddleware, KeyCache
 from faceauth.auth.ratelimit import RateLimiter
+from faceauth.apikeys import routes as apikeys
 from faceauth.clustering import routes as clustering
+from faceauth.console.routes import PAGE_PREFIXES, install_pages
 from faceauth.config import APISettings, load_api_settings
 from faceauth.faces import routes as faces
 from faceauth.health import routes as health
@@ -122,12 +124,13 @@ def create_app(
         disabled=settings.auth_disabled,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         key_cache=key_cache,
-        open_prefixes=(LINK_PATH,),  # signed image links: the signature is the permission
+        open_prefixes=(LINK_PATH, *PAGE_PREFIXES),  # signed image links (the signature is the permission), pages
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(image_links.router)  # signed links: no API key
-    for router in (faces.router, clustering.router, verification.router, subjects.router, tenants.router):
+    install_pages(app, settings)  # the console and kiosk pages: no API key to load, the key is given in them
+    for router in (faces.router, clustering.router, verification.router, subjects.router, tenants.router, apikeys.router):
         app.include_router(router, responses=ACCESS_ERRORS)
     install_metrics(app, FACE_API)  # last: its middleware is the outermost, timing everything
     return app
