@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from faceauth.api.container import Container
+from faceauth.apikeys import routes as apikeys
 from faceauth.auth.middleware import AuthMiddleware, KeyCache
 from faceauth.auth.ratelimit import RateLimiter
-from faceauth.apikeys import routes as apikeys
 from faceauth.clustering import routes as clustering
-from faceauth.console.routes import PAGE_PREFIXES, install_pages
 from faceauth.config import APISettings, load_api_settings
+from faceauth.console.routes import PAGE_PREFIXES, install_pages
 from faceauth.faces import routes as faces
 from faceauth.health import routes as health
 from faceauth.images import routes as image_links
@@ -130,7 +130,14 @@ def create_app(
     app.include_router(health.router)
     app.include_router(image_links.router)  # signed links: no API key
     install_pages(app, settings)  # the console and kiosk pages: no API key to load, the key is given in them
-    for router in (faces.router, clustering.router, verification.router, subjects.router, tenants.router, apikeys.router):
+    for router in (
+        faces.router,
+        clustering.router,
+        verification.router,
+        subjects.router,
+        tenants.router,
+        apikeys.router,
+    ):
         app.include_router(router, responses=ACCESS_ERRORS)
     install_metrics(app, FACE_API)  # last: its middleware is the outermost, timing everything
     return app

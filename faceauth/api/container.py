@@ -171,12 +171,21 @@ class Container:
         self.tenants = TenantService(self.index, self.objects)
         self.health = HealthService(self.index, self.objects, self.ml)
         self.reembedder = Reembedder(self.repository, self.analyzer)
-        self.api_keys = KeyService(self.key_store)
+        self.api_keys = KeyService(self.key_store, self.key_cache)
 
     @property
     def services(self) -> dict[type, object]:
         """What the routes' dependencies look up, by class (faceauth.web.deps.provided)."""
-        parts = (self.faces, self.subjects, self.verification, self.clustering, self.tenants, self.health, self.images, self.api_keys)
+        parts = (
+            self.faces,
+            self.subjects,
+            self.verification,
+            self.clustering,
+            self.tenants,
+            self.health,
+            self.images,
+            self.api_keys,
+        )
         return {type(part): part for part in parts}
 
     async def open(self, *, wait_s: float = 0.0) -> None:

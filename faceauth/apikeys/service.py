@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from faceauth.auth.keys import ApiKey, KeyStore
+from faceauth.auth.middleware import KeyCache
 from faceauth.kit.errors import AppError
 
 
 class KeyService:
-    def __init__(self, keys: KeyStore) -> None:
+    def __init__(self, keys: KeyStore, cache: KeyCache) -> None:
         self.keys = keys
+        self.cache = cache
 
     async def create(self, tenant: str | None, name: str) -> tuple[ApiKey, str]:
         return await self.keys.create(tenant, name)
@@ -22,6 +24,7 @@ class KeyService:
         if key_id == caller_key_id:
             raise AppError(409, "cannot_revoke_own_key", "this is the key making the request; use another admin key")
         key = await self.keys.revoke(key_id)
+        self.cache.forget(key_id)
         if key is None:
             raise AppError(404, "key_not_found", f"no API key {key_id!r}")
         return key

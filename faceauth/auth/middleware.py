@@ -38,6 +38,10 @@ class KeyCache:
         self.keys = keys
         self._entries: dict[str, tuple[ApiKey | None, float]] = {}
 
+    def forget(self, key_id: str) -> None:
+        """Drop a cached key (revoked here: this replica refuses it at once; others within _CACHE_SECONDS)."""
+        self._entries.pop(key_id, None)
+
     async def get(self, key_id: str) -> ApiKey | None:
         now = time.monotonic()
         cached = self._entries.get(key_id)

@@ -47,9 +47,9 @@ def console(ml_service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
         check=True,
     )
     admin_key = made.stdout.strip().splitlines()[-1]
-    with FaceauthService("api", env, log_path=data / "api.log", ready_timeout=60) as api:
-        with httpx.Client(base_url=api.url, headers={"X-Api-Key": admin_key}, timeout=60) as http:
-            yield Console(api.url, admin_key, http)
+    api = FaceauthService("api", env, log_path=data / "api.log", ready_timeout=60)
+    with api, httpx.Client(base_url=api.url, headers={"X-Api-Key": admin_key}, timeout=60) as http:
+        yield Console(api.url, admin_key, http)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,9 @@ const MIN_AREA = 0.04;           // a smaller face: "move closer" (the service r
 const DARK = 55;                 // mean luma 0..255 below this: "too dark"
 const STILL = 0.06;              // the box moved more than this share of the frame width: "hold still"
 
+// Answers that are about the photo (a refusal the person can act on), not a fault of the kiosk or the server.
+const REFUSALS = new Set(["no_face", "face_too_small", "multiple_faces", "nsfw", "spoof", "blur"]);
+
 const kiosk = { tenant: null, best: null, lastBox: null, lastCheckin: 0, inFlight: false, seq: 0, resetTimer: null, down: false };
 
 function guidance(text) { $("guidance").textContent = text; }
@@ -46,7 +49,7 @@ function judge(frame, answer) {
 async function look() {
   const video = $("kiosk-video");
   if (video.readyState >= 2) {
-    const frame = await grabFrame(video, 640);
+    const frame = await grabFrame(video, 960); // the frame a check-in may send: the size the console enrols at
     const form = new FormData();
     form.append("file", frame.blob, "frame.jpg");
     try {
@@ -97,6 +100,7 @@ async function checkIn() {
       outcome = answer.matched ? ["success", badge] : ["refused", refusal ? `Refused: ${refusal}` : "Not recognised", `badge ${badge}`];
     } else {
       form.append("top_k", "1");
+      form.append("file", blob, "checkin.jpg");
       const answer = await api("/v1/faces/search", { form, timeoutMs: 10000 });
       const q = answer.imageQualityAssessment;
       const match = answer.searchResult.matches[0];
@@ -113,7 +117,9 @@ async function checkIn() {
   } catch (err) {
     if (seq !== kiosk.seq) return;
     if (err instanceof ApiError && err.code === "face_not_found") showResult("refused", "Unknown badge", `no enrolled face ${badge}`);
-    else if (err instanceof ApiError && err.status === 422) showResult("refused", describe(err).replace(/ \(code.*$/, ""), err.code);
+    else if (err instanceof ApiError && (err.code === "quality_check_failed" || REFUSALS.has(err.code))) {
+      showResult("refused", describe(err).replace(/ \(code.*$/, ""), err.code);
+    }
     else showResult("error", err.status === 0 ? "The server cannot be reached" : "Check-in failed", describe(err));
   } finally {
     kiosk.inFlight = false;
