@@ -137,6 +137,7 @@ def create_app(
         subjects.router,
         tenants.router,
         apikeys.router,
+        apikeys.caller_router,
     ):
         app.include_router(router, responses=ACCESS_ERRORS)
     install_metrics(app, FACE_API)  # last: its middleware is the outermost, timing everything

@@ -1,4 +1,4 @@
-"""/v1/keys: create, list and revoke API keys (admin keys only); /v1/keys/current: the caller's own key."""
+"""/v1/keys: create, list and revoke API keys (admin keys only); /v1/caller: the caller's own key."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from faceauth.web.deps import AdminDep, PrincipalDep, provided
 from faceauth.web.params import error
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
+# Outside /v1/keys: a fixed name there would share a path with /v1/keys/{key_id}.
+caller_router = APIRouter(tags=["keys"])
 
 KeyServiceDep = Annotated[KeyService, Depends(provided(KeyService))]
 KeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="the key id (the part after fa_)")]
@@ -28,11 +30,6 @@ def _out(key: ApiKey) -> dict:
         "revoked_at_ms": key.revoked_at_ms,
         "active": key.active,
     }
-
-
-@router.get("/current", response_model=schemas.CallerResponse, summary="The key making this request: its tenant")
-async def current_key(principal: PrincipalDep):
-    return schemas.CallerResponse(key_id=principal.key_id, tenant=principal.tenant, admin=principal.admin)
 
 
 @router.get("", response_model=schemas.KeyListResponse, summary="Every API key (no secrets). Admin key only")
@@ -60,3 +57,10 @@ async def create_key(body: schemas.KeyCreate, _: AdminDep, service: KeyServiceDe
 async def revoke_key(key_id: KeyIdPath, principal: AdminDep, service: KeyServiceDep):
     key = await service.revoke(key_id, caller_key_id=principal.key_id)
     return schemas.KeyResponse(**_out(key))
+
+
+@caller_router.get(
+    "/v1/caller", response_model=schemas.CallerResponse, summary="The key making this request: its tenant"
+)
+async def caller(principal: PrincipalDep):
+    return schemas.CallerResponse(key_id=principal.key_id, tenant=principal.tenant, admin=principal.admin)

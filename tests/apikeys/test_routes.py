@@ -18,14 +18,14 @@ def test_an_admin_key_creates_lists_and_revokes_keys(make_api):
         assert mine and "key" not in mine[0] and mine[0]["name"] == "front desk"
         assert all(token not in str(k) for k in listed)  # the secret is shown once, in the creating answer
 
-        caller = api.get("/v1/keys/current", headers={"X-Api-Key": token}).json()
+        caller = api.get("/v1/caller", headers={"X-Api-Key": token}).json()
         assert caller == {"requestId": caller["requestId"], "key_id": key_id, "tenant": "acme", "admin": False}
 
         r = api.delete(f"/v1/keys/{key_id}")
         assert r.status_code == 200 and r.json()["active"] is False and r.json()["revoked_at_ms"]
         assert api.delete(f"/v1/keys/{key_id}").status_code == 200  # idempotent
         # Revoked through this API, the key is refused at once here (other replicas: within their 10 s cache).
-        r = api.get("/v1/keys/current", headers={"X-Api-Key": token})
+        r = api.get("/v1/caller", headers={"X-Api-Key": token})
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
 
         admin = api.post("/v1/keys", json={"tenant": None}).json()
@@ -34,7 +34,7 @@ def test_an_admin_key_creates_lists_and_revokes_keys(make_api):
 
 def test_bad_key_requests_get_stable_codes(make_api):
     with make_api() as api:
-        own = api.get("/v1/keys/current").json()["key_id"]
+        own = api.get("/v1/caller").json()["key_id"]
         r = api.delete(f"/v1/keys/{own}")
         assert r.status_code == 409 and r.json()["error"]["code"] == "cannot_revoke_own_key"
         r = api.delete("/v1/keys/0123456789abcdef")

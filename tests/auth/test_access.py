@@ -89,7 +89,7 @@ def test_a_tenant_key_on_another_tenant_is_403_on_every_route_and_reveals_nothin
     api = two_tenants
     # Routes that take no tenant act on no stored data (or on the key's own tenant): listed, so a new route
     # must be placed in one group or the other.
-    no_tenant = {("POST", "/compare-faces"), ("GET", "/v1/keys/current"), ("GET", "/v1/tenants")}
+    no_tenant = {("POST", "/compare-faces"), ("GET", "/v1/caller"), ("GET", "/v1/tenants")}
     answers = {}
     for face_id in ("emp_1", "nobody"):
         cases = _requests_naming("bravo", face_id, photos(people[0].probe_photo))
@@ -120,7 +120,7 @@ def test_a_tenant_key_works_on_its_own_tenant_and_admin_only_calls_are_refused(t
     r = api.get("/v1/tenants")
     assert r.status_code == 200 and [t["tenant"] for t in r.json()["tenants"]] == ["alpha"], r.text
     assert r.json()["tenants"][0]["faces"] == 1
-    r = api.get("/v1/keys/current")
+    r = api.get("/v1/caller")
     assert r.json()["tenant"] == "alpha" and r.json()["admin"] is False
     # Bearer works like X-Api-Key.
     token = api.headers.pop("X-Api-Key")

@@ -156,14 +156,14 @@ def test_create_and_revoke_a_key(page, console):
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_test_id("key-secret").inner_text().strip()
     key_id = secret.split("_")[1]
-    assert httpx.get(f"{console.url}/v1/keys/current", headers={"X-Api-Key": secret}).json()["tenant"] == TENANT
+    assert httpx.get(f"{console.url}/v1/caller", headers={"X-Api-Key": secret}).json()["tenant"] == TENANT
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name=f"revoke key {key_id}").click()
     expect(page.locator(f"tr[data-key-id='{key_id}'] [data-testid=key-state]")).to_have_text("revoked")
     # The API caches a key it has read for up to 10 s: wait for the revocation to take effect.
     for _ in range(30):
-        answer = httpx.get(f"{console.url}/v1/keys/current", headers={"X-Api-Key": secret})
+        answer = httpx.get(f"{console.url}/v1/caller", headers={"X-Api-Key": secret})
         if answer.status_code == 401:
             break
         page.wait_for_timeout(500)

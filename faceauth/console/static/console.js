@@ -21,7 +21,7 @@ function requireTenant() {
 
 // -- sign in / out ----------------------------------------------------------------------------------------
 async function signIn(key) {
-  const caller = await api("/v1/keys/current", { key });
+  const caller = await api("/v1/caller", { key });
   session.set(key);
   state.caller = caller;
   $("who-key").textContent = caller.admin ? "admin key" : `tenant key`;

@@ -128,7 +128,7 @@ async function checkIn() {
 
 // -- start --------------------------------------------------------------------------------------------------
 async function start(key) {
-  const caller = await api("/v1/keys/current", { key });
+  const caller = await api("/v1/caller", { key });
   if (caller.admin) throw new ApiError(400, "admin_key", "the kiosk takes a tenant key, not an admin key");
   session.set(key);
   kiosk.tenant = caller.tenant;
