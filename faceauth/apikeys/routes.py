@@ -42,6 +42,7 @@ async def list_keys(_: AdminDep, service: KeyServiceDep):
     status_code=201,
     response_model=schemas.KeyCreatedResponse,
     summary="Create an API key for a tenant (or an admin key); the key is in this answer only. Admin key only",
+    responses={400: error("a body that is not JSON"), 422: error("a bad tenant or name")},
 )
 async def create_key(body: schemas.KeyCreate, _: AdminDep, service: KeyServiceDep):
     key, token = await service.create(body.tenant, body.name)
