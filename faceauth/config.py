@@ -22,6 +22,9 @@ FACE_PACKS = ("buffalo_s", "buffalo_l", "antelopev2", "auraface")
 # Cosine similarity above which two faces are taken as the same person, for the default model (buffalo_s,
 # w600k_mbf). Chosen from the labelled pairs: see docs/THRESHOLDS.md before changing it.
 DEFAULT_MATCH_THRESHOLD = 0.35
+# Each model profile's calibrated match threshold (cosine), which `faceauth up` gives the Face API unless
+# FACEAUTH_MILVUS_SEARCH_THRESHOLD is set (docs/MODELS.md, measured with `python -m bench.calibrate`).
+PROFILE_MATCH_THRESHOLDS = {"default": DEFAULT_MATCH_THRESHOLD, "permissive": 0.92}
 
 
 def Probability(default: float):  # reads as a type in the field declarations
@@ -46,8 +49,14 @@ class MLSettings(BaseSettings):
     # A model that no package ships (MiniFASNet) is downloaded once, checksummed, on first start.
     auto_fetch: bool = True
 
+    # Which model set the service loads (docs/MODELS.md): "default" (the face pack of ML_SERVICE_FACE_MODEL,
+    # InsightFace's research-only weights unless you set another pack, and NudeNet, AGPL-3.0) or "permissive"
+    # (dlib's CC0 detector landmarks and 128-d descriptor, MiniFASNet, the built-in blur classifier, no NSFW
+    # model unless you give one: every file allows commercial use and none is copyleft).
+    model_profile: Literal["default", "permissive"] = "default"
     face_model: str = "buffalo_s"
-    face_embedding_dim: int = Field(default=512, ge=64, le=4096)
+    # The dimension the embedder must make; unset: whatever the profile's embedder makes (512, dlib 128).
+    face_embedding_dim: int | None = Field(default=None, ge=64, le=4096)
     face_detection_width: int = Field(default=640, ge=64, le=2048)
     face_detection_height: int = Field(default=640, ge=64, le=2048)
     face_detection_threshold: float = Field(default=0.5, ge=0.05, le=1.0)
@@ -58,11 +67,16 @@ class MLSettings(BaseSettings):
     face_area_threshold: float = Field(default=0.01, ge=0.0, le=1.0)
     # "largest": judge the largest face and report the others; "reject": more than one face fails assessment.
     multiple_faces_policy: Literal["largest", "reject"] = "largest"
+    # faces=all on /v1/analyze: at most this many faces (largest first) are checked and embedded.
+    max_faces: int = Field(default=20, ge=1, le=200)
     # int8 copies of the face pack's models, made once by `faceauth models quantize` into model_dir. An int8
     # embedder has its own model_id: its vectors are not comparable with fp32 enrolments (`faceauth reembed`).
     embedder_precision: Literal["fp32", "int8"] = "fp32"
     detector_precision: Literal["fp32", "int8"] = "fp32"
 
+    # The NSFW check: on in the default profile, off in the permissive one (its only built-in model, NudeNet, is
+    # AGPL-3.0). Off, answers say "nsfw" in skipped_checks and /v1/nsfw answers 503.
+    nsfw_enabled: bool | None = None
     nsfw_local_model_path: Path | None = None
     nsfw_hf_repo_id: str = ""
     nsfw_threshold: float = Probability(default=0.5)
@@ -120,6 +134,12 @@ class MLSettings(BaseSettings):
         return value.strip()
 
     @property
+    def nsfw_on(self) -> bool:
+        if self.nsfw_enabled is not None:
+            return self.nsfw_enabled
+        return self.model_profile == "default" or self.nsfw_local_model_path is not None
+
+    @property
     def detection_size(self) -> tuple[int, int]:
         return self.face_detection_width, self.face_detection_height
 
@@ -175,6 +195,22 @@ class APISettings(BaseSettings):
     # Reads must see this process's own writes without a flush (Milvus 2.3 defaults to Bounded, which does not).
     # Session waits only for this process's last write; Strong waits for every write, also other API replicas'.
     milvus_consistency_level: Literal["Session", "Strong"] = "Session"
+
+    # -- coordination between replicas ----------------------------------------------------------------------------
+    # Empty: locks and rate limits live in this process (one replica). redis://host:6379/0 (rediss:// for TLS):
+    # every replica shares them through that Redis server (docs/SCALING.md).
+    coordination_url: str = Field(default="", pattern=r"^(|rediss?://\S+|unix://\S+)$")
+    # A lock's lease: a crashed replica's locks free themselves after this long; a holder renews it every third.
+    coordination_lease_seconds: float = Field(default=10.0, ge=1, le=300)
+    # How long a request waits for a lock another replica holds before answering 503 lock_timeout.
+    coordination_wait_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Per call to the coordination server: past this it counts as down (503 coordination_unavailable).
+    coordination_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Prefix of every key faceauth keeps there (several deployments may share one Redis).
+    coordination_prefix: str = Field(default="faceauth:", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
+    # How often each replica records itself in the S3 store (_replicas/), so that replicas sharing a store
+    # without FACEAUTH_COORDINATION_URL see each other and log an error. 0: never (and never on the local store).
+    presence_interval_seconds: float = Field(default=15.0, ge=0, le=3600)
 
     # -- images --------------------------------------------------------------------------------------------------
     # local: files under data_dir/images (embedded default). s3: any S3 server through the minio SDK.

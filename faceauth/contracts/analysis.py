@@ -72,17 +72,33 @@ class Assessment(BaseModel):
     """The quality verdict of one photo (the Face API's `imageQualityAssessment`)."""
 
     passed: bool = Field(description="nsfw.is_safe and not spoof.is_spoof and blur.is_sharp (and a usable face).")
-    nsfw: NsfwResult
+    nsfw: NsfwResult | None = Field(description="null when the NSFW check is turned off (see skipped_checks).")
     spoof: SpoofResult | None = Field(description="null when there is no usable face.")
     blur: BlurResult | None = Field(description="null when there is no usable face.")
     face_detected: bool
     faces_count: int
     reasons: list[str] = Field(description="Why it did not pass: nsfw, spoof, blur, no_face, face_too_small, ...")
-    skipped_checks: list[Literal["spoof"]] = Field(
+    skipped_checks: list[Literal["nsfw", "spoof"]] = Field(
         default_factory=list,
         description="Checks that did not run and do not count in `passed`: with aligned=true, spoof (anti-spoofing "
-        "needs the surroundings of the face, which a tight crop does not have).",
+        "needs the surroundings of the face, which a tight crop does not have); nsfw when the deployment turned "
+        "it off (ML_SERVICE_NSFW_ENABLED=false, or the permissive model profile).",
     )
+
+
+class FaceAnalysis(BaseModel):
+    """One face of a photo analysed with faces=all: where it is, what its checks found, its embedding."""
+
+    face: Face
+    passed: bool = Field(description="The photo's checks (nsfw) and this face's (spoof, blur) all passed.")
+    reasons: list[str] = Field(description="Why it did not pass: nsfw, spoof, blur.")
+    spoof: SpoofResult | None = Field(None, description="null when the check did not run (aligned=true).")
+    blur: BlurResult | None = None
+    embedding: Vector | None = Field(None, description="L2-normalised vector of this face.")
+
+    @property
+    def usable(self) -> bool:
+        return self.passed and self.embedding is not None
 
 
 class Analysis(Assessment):
@@ -92,6 +108,11 @@ class Analysis(Assessment):
     embedding_dim: int = 0
     model_id: str = Field(description="Identifies the vector space; never compare vectors of different ids.")
     face: Face | None = None
+    faces: list[FaceAnalysis] | None = Field(
+        None,
+        description="faces=all: every face at least ML_SERVICE_FACE_AREA_THRESHOLD of the photo, largest first, "
+        "at most ML_SERVICE_MAX_FACES (the first is `face`); null otherwise.",
+    )
     models: dict[str, str | None] = Field(default_factory=dict, description="Id of each model that ran.")
     timings_ms: dict[str, float] = Field(
         default_factory=dict,

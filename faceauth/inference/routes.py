@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from faceauth.inference import schemas
-from faceauth.inference.deps import BATCH_FIELD, Aligned, BatchFiles, ImagePayload, InternalAuth, ServiceDep
+from faceauth.inference.deps import (
+    BATCH_FIELD,
+    Aligned,
+    BatchFiles,
+    FacesQuery,
+    ImagePayload,
+    InternalAuth,
+    ServiceDep,
+)
 from faceauth.kit.bodies import image_request_body_openapi
 from faceauth.kit.errors import ErrorResponse
 
@@ -80,8 +88,10 @@ async def assess(payload: ImagePayload, service: ServiceDep) -> schemas.AssessRe
 @_image_route(
     "/analyze", schemas.AnalyzeResponse, "Assessment and embedding in one pass (used by the Face API)", _ALIGNED_DOC
 )
-async def analyze(payload: ImagePayload, service: ServiceDep, aligned: Aligned = False) -> schemas.AnalyzeResponse:
-    return await service.analyze(payload, aligned=aligned)
+async def analyze(
+    payload: ImagePayload, service: ServiceDep, aligned: Aligned = False, faces: FacesQuery = "largest"
+) -> schemas.AnalyzeResponse:
+    return await service.analyze(payload, aligned=aligned, every_face=faces == "all")
 
 
 _BATCH_BODY = {
@@ -113,9 +123,9 @@ _BATCH_BODY = {
     responses={**_ERRORS, 413: _error("batch_too_large, payload_too_large (the whole body)")},
 )
 async def analyze_batch(
-    files: BatchFiles, service: ServiceDep, aligned: Aligned = False
+    files: BatchFiles, service: ServiceDep, aligned: Aligned = False, faces: FacesQuery = "largest"
 ) -> schemas.BatchAnalyzeResponse:
-    return await service.analyze_batch(files, aligned=aligned)
+    return await service.analyze_batch(files, aligned=aligned, every_face=faces == "all")
 
 
 @_image_route("/detect", schemas.DetectResponse, "Every face: box, landmarks, pose, area, quality")
@@ -137,10 +147,12 @@ async def healthz() -> schemas.HealthResponse:
 async def readyz(response: Response, service: ServiceDep) -> schemas.ReadyResponse:
     models = service.pipeline.models
     core_ready = models.ready("detector", "embedder")
-    all_ready = all(slot.state == "ready" for slot in models.slots.values())
+    all_ready = all(slot.state in ("ready", "off") for slot in models.slots.values())
     response.status_code = 200 if core_ready else 503
     return schemas.ReadyResponse(
         status="ok" if all_ready else "degraded" if core_ready else "unavailable",
+        profile=service.settings.model_profile,
+        embedding_dim=models.embedding_dim or 0,
         models={name: schemas.ModelState(**slot.public()) for name, slot in models.slots.items()},
         pool={"workers": service.pool.workers, "in_flight": service.pool.in_flight, "rejected": service.pool.rejected},
     )
