@@ -12,6 +12,7 @@ import logging
 import time
 from contextlib import AsyncExitStack
 
+from faceauth.apikeys.service import KeyService
 from faceauth.auth.cache import KeyCache
 from faceauth.auth.keys import KeyStore
 from faceauth.clustering.service import ClusterService
@@ -194,11 +195,21 @@ class Container:
             self.index, self.objects, self.ml, coordinator=self.coordinator, presence=self.presence
         )
         self.reembedder = Reembedder(self.repository, self.analyzer)
+        self.api_keys = KeyService(self.key_store, self.key_cache)
 
     @property
     def services(self) -> dict[type, object]:
         """What the routes' dependencies look up, by class (faceauth.web.deps.provided)."""
-        parts = (self.faces, self.subjects, self.verification, self.clustering, self.tenants, self.health, self.images)
+        parts = (
+            self.faces,
+            self.subjects,
+            self.verification,
+            self.clustering,
+            self.tenants,
+            self.health,
+            self.images,
+            self.api_keys,
+        )
         return {type(part): part for part in parts}
 
     async def open(self, *, wait_s: float = 0.0) -> None:
