@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from faceauth.auth.keys import ApiKey, KeyStore
 from faceauth.auth.cache import KeyCache
+from faceauth.auth.keys import ApiKey, KeyStore
 from faceauth.kit.errors import AppError
 
 
