@@ -209,6 +209,12 @@ class APISettings(BaseSettings):
     max_faces_per_subject: int = Field(default=10, ge=1, le=100)
     # Faces one /v1/faces/cluster request may cluster (its cost grows with the square of this).
     cluster_max_faces: int = Field(default=20000, ge=2, le=200000)
+    # Vectors one /v1/faces/cluster request may send itself (embeddings mode). They come as JSON text (up to
+    # ~24 bytes a number), so this also sets that route's body limit: 2000 x 512-d is about 25 MB.
+    cluster_max_embeddings: int = Field(default=2000, ge=2, le=20000)
+    # Neighbour pairs one clustering may find (each face counts as its own neighbour): past it, 422 too_dense.
+    # It bounds the work of a dense input (20,000 identical vectors are 4e8 pairs), not only its memory.
+    cluster_max_pairs: int = Field(default=10_000_000, ge=1000, le=1_000_000_000)
 
     # -- access ------------------------------------------------------------------------------------------------
     # API keys are required unless this is true (local experiments only: every start logs a warning).
