@@ -62,9 +62,7 @@ def main() -> None:
                     for name, body in ATTACKS.items():
                         raw = json.dumps(body).encode()
                         start = time.perf_counter()
-                        r = client.post(
-                            "/v1/faces/cluster", content=raw, headers={"Content-Type": "application/json"}
-                        )
+                        r = client.post("/v1/faces/cluster", content=raw, headers={"Content-Type": "application/json"})
                         took = time.perf_counter() - start
                         code = r.json().get("error", {}).get("code", "ok") if r.content else "-"
                         rise = peak_rss_mb(api.pid) - before

@@ -217,6 +217,9 @@ class APISettings(BaseSettings):
     cluster_max_pairs: int = Field(default=10_000_000, ge=1000, le=1_000_000_000)
 
     # -- access ------------------------------------------------------------------------------------------------
+    # Tenants whose keys may all send aligned=true photos (comma-separated). aligned=true skips anti-spoofing, so
+    # it is off for tenant keys unless this, or the key itself (faceauth keys create --allow-aligned), allows it.
+    aligned_tenants: str = ""
     # API keys are required unless this is true (local experiments only: every start logs a warning).
     auth_disabled: bool = False
     # Per API key: a token bucket refilled at this rate (requests per second) holding at most `burst` requests.
@@ -266,6 +269,10 @@ class APISettings(BaseSettings):
             return int(str(value).strip())
         log.warning("FACEAUTH_COMPARE_MIN_MATCHES=%r is not 2 or 3: using 2", value)
         return 2
+
+    @property
+    def aligned_tenant_set(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.aligned_tenants.split(",") if t.strip())
 
     @property
     def effective_verify_threshold(self) -> float:

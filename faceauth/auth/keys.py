@@ -31,6 +31,8 @@ class ApiKey:
     created_at_ms: int
     digest: str  # sha256 of the whole token, hex
     revoked_at_ms: int | None = None
+    # May send photos with aligned=true (which skips anti-spoofing): an admin's choice, off by default.
+    allow_aligned: bool = False
 
     @property
     def admin(self) -> bool:
@@ -58,11 +60,11 @@ class KeyStore:
     def __init__(self, objects: ObjectStore) -> None:
         self.objects = objects
 
-    async def create(self, tenant: str | None, name: str = "") -> tuple[ApiKey, str]:
+    async def create(self, tenant: str | None, name: str = "", *, allow_aligned: bool = False) -> tuple[ApiKey, str]:
         """A new key and its token. The token is returned once and never stored."""
         key_id = secrets.token_hex(8)
         token = f"fa_{key_id}_{secrets.token_urlsafe(32)}"
-        key = ApiKey(key_id, tenant, name, int(time.time() * 1000), _digest(token))
+        key = ApiKey(key_id, tenant, name, int(time.time() * 1000), _digest(token), allow_aligned=allow_aligned)
         await self._save(key)
         return key, token
 

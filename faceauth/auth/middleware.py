@@ -132,4 +132,4 @@ class AuthMiddleware:
             raise unavailable("object_store_unavailable", "API keys cannot be checked now; retry") from None
         if key is None or not key.active or not key.matches(token):
             raise AppError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
-        return Principal(key.key_id, key.tenant)
+        return Principal(key.key_id, key.tenant, allow_aligned=key.allow_aligned)
