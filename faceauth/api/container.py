@@ -167,7 +167,7 @@ class Container:
         self.subjects = SubjectService(self.index, self.repository)
         self.verification = VerificationService(self.analyzer, self.index, settings)
         self.clustering = ClusterService(self.index, self.ml, settings)
-        self.tenants = TenantService(self.index, self.objects)
+        self.tenants = TenantService(self.index, self.objects, self.key_store, drop_prefix=settings.image_url_s3_prefix)
         self.health = HealthService(self.index, self.objects, self.ml)
         self.reembedder = Reembedder(self.repository, self.analyzer)
 
