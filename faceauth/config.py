@@ -103,7 +103,9 @@ class MLSettings(BaseSettings):
     # slight blur of a large photo (sigma 3 px on 4600 px) is still visible; the other models then read an
     # area-reduced copy of about this size. 0: always full resolution.
     decode_target_side: int = Field(default=800, ge=0, le=16384)
-    max_image_pixels: int = Field(default=40_000_000, ge=10_000)
+    # Decoding costs by pixels, not bytes: a 170 KB PNG can hold 40 million pixels (160 MB as RGBA). 25 million
+    # takes a 24-megapixel camera's photo (6000x4000) and keeps one decode near 200 MB at worst.
+    max_image_pixels: int = Field(default=25_000_000, ge=10_000)
 
     @field_validator("ml_device")
     @classmethod
