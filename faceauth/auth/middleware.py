@@ -7,6 +7,7 @@ each route's tenant-scope dependency then checks the tenant it was asked about (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -88,7 +89,12 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(self.open_prefixes):
+        if scope["type"] != "http" or path.startswith(self.open_prefixes):
+            await self.app(scope, receive, send)
+            return
+        if path in OPEN_PATHS:
+            # Open, but a caller that sends a valid key is known (/readyz shows its details to admin keys only).
+            await self._identify(scope)
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
@@ -114,6 +120,15 @@ class AuthMiddleware:
             return
         state["principal"] = principal
         await self.app(scope, receive, send)
+
+    async def _identify(self, scope: Scope) -> None:
+        if self.disabled:
+            scope.setdefault("state", {})["principal"] = ANONYMOUS_ADMIN
+            return
+        if not _token(scope):
+            return
+        with contextlib.suppress(AppError, StorageUnavailable):  # an open path answers anyway, as for nobody
+            scope.setdefault("state", {})["principal"] = await self._authenticate(scope)
 
     async def _authenticate(self, scope: Scope) -> Principal:
         token = _token(scope)

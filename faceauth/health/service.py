@@ -16,6 +16,10 @@ from faceauth.storage.vectors import FaceIndex
 
 # A dependency that takes longer than this to answer a ping counts as down for readiness.
 _CHECK_TIMEOUT_S = 5.0
+# /readyz is open and probed often: its pings (one an fsync on the local store) run at most once this often.
+READINESS_CACHE_S = 1.5
+# The collection's model mix (a query per model) is not part of the probe; asked for by admins, cached this long.
+_MODEL_MIX_CACHE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -45,22 +49,48 @@ class HealthService:
         self.index = index
         self.objects = objects
         self.ml = ml
+        self._lock = asyncio.Lock()  # one round of pings at a time; the callers meanwhile share its answer
+        self._cached: tuple[float, Readiness] | None = None
+        self._model_mix: tuple[float, str | None, list[str]] | None = None
 
     async def readiness(self) -> Readiness:
+        """The dependencies' state, pinged at most once per READINESS_CACHE_S whatever the rate of probes."""
+        async with self._lock:
+            if self._cached is not None and time.monotonic() - self._cached[0] < READINESS_CACHE_S:
+                return self._cached[1]
+            found = await self._ping_all()
+            self._cached = (time.monotonic(), found)
+            return found
+
+    async def _ping_all(self) -> Readiness:
         (milvus, _), (objects, _), (ml, ml_body) = await asyncio.gather(
             _check(self.index.ping), _check(self.objects.ping), _check(self.ml.ready)
         )
-        warnings: list[str] = []
         model_id = ((ml_body or {}).get("models", {}).get("embedder") or {}).get("model_id")
-        if model_id and milvus.status == "ok":
-            try:
-                others = await self.index.other_model_ids(model_id)
-            except Exception as exc:  # readiness must answer even if this extra query fails
-                others = []
-                warnings.append(f"could not list the collection's embedding models: {exc}")
-            if others:
-                warnings.append(
-                    f"the collection holds vectors of other embedding models ({', '.join(sorted(others))}); search "
-                    f"compares only {model_id}: re-embed the stored images (docs/OPERATIONS.md)"
-                )
-        return Readiness({"milvus": milvus, "object_store": objects, "ml_service": ml}, model_id, warnings)
+        return Readiness({"milvus": milvus, "object_store": objects, "ml_service": ml}, model_id)
+
+    async def model_mix_warnings(self, found: Readiness) -> list[str]:
+        """A warning when the collection holds vectors of other embedding models (cached; for admins only)."""
+        model_id = found.model_id
+        if not model_id or found.checks["milvus"].status != "ok":
+            return []
+        now = time.monotonic()
+        if (
+            self._model_mix is not None
+            and self._model_mix[1] == model_id
+            and now - self._model_mix[0] < _MODEL_MIX_CACHE_S
+        ):
+            return self._model_mix[2]
+        warnings: list[str] = []
+        try:
+            others = await self.index.other_model_ids(model_id)
+        except Exception as exc:  # readiness must answer even if this extra query fails
+            others = []
+            warnings.append(f"could not list the collection's embedding models: {exc}")
+        if others:
+            warnings.append(
+                f"the collection holds vectors of other embedding models ({', '.join(sorted(others))}); search "
+                f"compares only {model_id}: re-embed the stored images (docs/OPERATIONS.md)"
+            )
+        self._model_mix = (now, model_id, warnings)
+        return warnings

@@ -22,6 +22,7 @@ def test_a_link_serves_the_image_without_a_key_until_it_expires(make_api, people
         served = api.get(link, headers={"X-Api-Key": ""})
         assert served.status_code == 200 and served.content == image
         assert served.headers["content-type"] == "image/jpeg" and "no-store" in served.headers["cache-control"]
+        assert served.headers["x-content-type-options"] == "nosniff"  # never sniffed as HTML
 
         claims = link.rsplit("/", 1)[1].split(".")[0]
         forged = link.replace(claims, claims[:-2] + ("AA" if claims[-2:] != "AA" else "BB"))
