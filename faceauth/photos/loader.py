@@ -10,7 +10,7 @@ from faceauth.kit.errors import AppError
 from faceauth.kit.imagetypes import sniff_content_type
 from faceauth.photos.fetch import ImageFetcher
 from faceauth.photos.sources import Photo
-from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
+from faceauth.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from faceauth.storage.keys import tenant_prefix
 from faceauth.storage.objects import ObjectStore
 from faceauth.web.handlers import storage_unavailable
@@ -78,7 +78,10 @@ class PhotoLoader:
                 400, "image_url_forbidden", f"s3:// keys must be under {' or '.join(allowed)}", field, reason="key"
             )
         try:
-            stored = await self.objects.get(key)
+            # At most the limit plus one byte is read: an oversized object is refused without loading it.
+            stored = await self.objects.get(key, max_bytes=self.max_bytes)
+        except ObjectTooLarge:
+            raise _error(413, "image_url_too_large", "the object is larger than the image limit", field) from None
         except ObjectNotFound:
             raise _error(
                 422, "image_url_unreachable", "no such object in the store", field, upstream_status=404

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from faceauth.kit.metrics import NULL_OBSERVER, StoreObserver, timed_store_call
-from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
+from faceauth.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from faceauth.storage.objects import StoredObject, check_content_type, key_parts, op_name, split_prefix
 
 T = TypeVar("T")
@@ -19,6 +19,8 @@ T = TypeVar("T")
 # Each file starts with this line and a line holding the content type, then the bytes as stored: one file per
 # object, so one atomic rename publishes the bytes and their content type together.
 _MAGIC = b"faceauth-object 1\n"
+# The magic, a content type (at most 255 characters, as check_content_type allows) and its line break.
+_HEADER_MAX = len(_MAGIC) + 256
 
 
 class LocalObjectStore:
@@ -116,18 +118,22 @@ class LocalObjectStore:
                 new.mkdir()
             _fsync_dir(new.parent)
 
-    async def get(self, key: str) -> StoredObject:
-        return await self._run(self._get_sync, self._path(key), key)
+    async def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        return await self._run(self._get_sync, self._path(key), key, max_bytes)
 
-    def _get_sync(self, path: Path, key: str) -> StoredObject:
+    def _get_sync(self, path: Path, key: str, max_bytes: int | None = None) -> StoredObject:
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as file:
+                # The header (magic and content type) is short: read at most it, the limit and one byte more.
+                raw = file.read() if max_bytes is None else file.read(_HEADER_MAX + max_bytes + 1)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             self._require_root()
             raise ObjectNotFound(key) from None
         end = raw.find(b"\n", len(_MAGIC))
         if not raw.startswith(_MAGIC) or end < 0:
             raise StorageUnavailable("objects", f"{path} is not an object file written by this store")
+        if max_bytes is not None and len(raw) - end - 1 > max_bytes:
+            raise ObjectTooLarge(key, max_bytes)
         return StoredObject(raw[end + 1 :], raw[len(_MAGIC) : end].decode("ascii"))
 
     async def delete(self, key: str) -> None:
