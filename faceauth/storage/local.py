@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,10 @@ T = TypeVar("T")
 _MAGIC = b"faceauth-object 1\n"
 # The magic, a content type (at most 255 characters, as check_content_type allows) and its line break.
 _HEADER_MAX = len(_MAGIC) + 256
+
+
+class CaseInsensitiveRoot(RuntimeError):
+    """The local store's folder is on a case-insensitive filesystem (start-up refuses it)."""
 
 
 class LocalObjectStore:
@@ -43,6 +48,27 @@ class LocalObjectStore:
     def _open_sync(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self._ping_sync()
+        self._refuse_case_insensitive()
+
+    def _refuse_case_insensitive(self) -> None:
+        """Tenants and face ids that differ only in case ("Acme", "acme") must not share a folder: refuse a root
+        on a case-insensitive filesystem (macOS, Windows, Docker Desktop bind mounts)."""
+        probe = self.root / f".Case-probe-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        try:
+            folded = self._exists(probe.with_name(probe.name.lower()))
+        finally:
+            probe.unlink()
+        if folded:
+            raise CaseInsensitiveRoot(
+                f"{self.root} is on a case-insensitive filesystem, where tenants and ids that differ only in case "
+                "would share folders: put FACEAUTH_DATA_DIR (or the image folder) on a case-sensitive one (a Docker "
+                "volume rather than a macOS bind mount), or use the S3 object store"
+            )
+
+    @staticmethod
+    def _exists(path: Path) -> bool:
+        return path.exists()
 
     async def close(self) -> None:
         return None
