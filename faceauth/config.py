@@ -246,6 +246,9 @@ class APISettings(BaseSettings):
     image_url_allowed_hosts: str = ""
     image_url_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     image_url_max_redirects: int = Field(default=3, ge=0, le=10)
+    # Photo URL downloads at once, in all and per tenant (further ones wait for a slot).
+    image_url_max_concurrent: int = Field(default=32, ge=1, le=1024)
+    image_url_max_concurrent_per_tenant: int = Field(default=4, ge=1, le=1024)
     # s3:// URLs read the configured object store: keys under this prefix (where a backend drops photos to be
     # checked), or under the request's own tenant. The leading "_" can never start a tenant name.
     image_url_s3_prefix: str = Field(default="_uploads/", pattern=r"^_[A-Za-z0-9._-]*/$")

@@ -115,6 +115,8 @@ def photo_loader(settings: APISettings, objects: ObjectStore) -> PhotoLoader:
         max_bytes=settings.max_image_bytes,
         bucket=settings.minio_bucket,
         drop_prefix=settings.image_url_s3_prefix,
+        max_fetches=settings.image_url_max_concurrent,
+        max_fetches_per_caller=settings.image_url_max_concurrent_per_tenant,
     )
 
 
