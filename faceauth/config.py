@@ -205,6 +205,8 @@ class APISettings(BaseSettings):
     startup_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
     # At start-up, sweep in the background for what interrupted writes left behind (as `faceauth repair`).
     startup_sweep: bool = True
+    # /readyz pings the stores and the ML service at most once this often (probes in between get the same answer).
+    readiness_cache_seconds: float = Field(default=1.5, ge=0, le=10)
     # Photos per /v1/faces/batch/insert request.
     max_batch: int = Field(default=20, ge=1, le=100)
     # Faces one subject (person) may have; a search grouped by subject reads this many rows per subject.

@@ -170,7 +170,7 @@ class Container:
         self.verification = VerificationService(self.analyzer, self.index, settings)
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects, self.key_store, drop_prefix=settings.image_url_s3_prefix)
-        self.health = HealthService(self.index, self.objects, self.ml)
+        self.health = HealthService(self.index, self.objects, self.ml, cache_s=settings.readiness_cache_seconds)
         self.reembedder = Reembedder(self.repository, self.analyzer)
 
     @property

@@ -16,7 +16,8 @@ from faceauth.storage.vectors import FaceIndex
 
 # A dependency that takes longer than this to answer a ping counts as down for readiness.
 _CHECK_TIMEOUT_S = 5.0
-# /readyz is open and probed often: its pings (one an fsync on the local store) run at most once this often.
+# /readyz is open and probed often: its pings (one an fsync on the local store) run at most once this often
+# (FACEAUTH_READINESS_CACHE_SECONDS).
 READINESS_CACHE_S = 1.5
 # The collection's model mix (a query per model) is not part of the probe; asked for by admins, cached this long.
 _MODEL_MIX_CACHE_S = 60.0
@@ -45,7 +46,10 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> tuple[DependencyState, 
 
 
 class HealthService:
-    def __init__(self, index: FaceIndex, objects: ObjectStore, ml: MLClient) -> None:
+    def __init__(
+        self, index: FaceIndex, objects: ObjectStore, ml: MLClient, *, cache_s: float = READINESS_CACHE_S
+    ) -> None:
+        self.cache_s = cache_s
         self.index = index
         self.objects = objects
         self.ml = ml
@@ -56,7 +60,7 @@ class HealthService:
     async def readiness(self) -> Readiness:
         """The dependencies' state, pinged at most once per READINESS_CACHE_S whatever the rate of probes."""
         async with self._lock:
-            if self._cached is not None and time.monotonic() - self._cached[0] < READINESS_CACHE_S:
+            if self._cached is not None and time.monotonic() - self._cached[0] < self.cache_s:
                 return self._cached[1]
             found = await self._ping_all()
             self._cached = (time.monotonic(), found)
