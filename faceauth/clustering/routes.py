@@ -20,12 +20,18 @@ router = APIRouter(prefix="/v1/faces", tags=["faces"])
 ClusterServiceDep = Annotated[ClusterService, Depends(provided(ClusterService))]
 
 
+def _parse(raw: bytes) -> schemas.ClusterRequest:
+    return schemas.ClusterRequest.model_validate_json(raw.decode("utf-8"))
+
+
 async def _request_body(request: Request) -> schemas.ClusterRequest:
     """The JSON body, parsed and validated in a worker thread: it may be tens of MB of numbers, and parsing it on
     the event loop would stall every other request meanwhile."""
     raw = await request.body()
     try:
-        return await asyncio.to_thread(schemas.ClusterRequest.model_validate_json, raw)
+        return await asyncio.to_thread(_parse, raw)
+    except UnicodeDecodeError:
+        raise AppError(400, "bad_request", "the body is not UTF-8 JSON") from None
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
