@@ -120,7 +120,9 @@ class MLSettings(BaseSettings):
     # slight blur of a large photo (sigma 3 px on 4600 px) is still visible; the other models then read an
     # area-reduced copy of about this size. 0: always full resolution.
     decode_target_side: int = Field(default=800, ge=0, le=16384)
-    max_image_pixels: int = Field(default=40_000_000, ge=10_000)
+    # Decoding costs by pixels, not bytes: a 170 KB PNG can hold 40 million pixels (160 MB as RGBA). 25 million
+    # takes a 24-megapixel camera's photo (6000x4000) and keeps one decode near 200 MB at worst.
+    max_image_pixels: int = Field(default=25_000_000, ge=10_000)
 
     @field_validator("ml_device")
     @classmethod
@@ -242,14 +244,25 @@ class APISettings(BaseSettings):
     startup_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
     # At start-up, sweep in the background for what interrupted writes left behind (as `faceauth repair`).
     startup_sweep: bool = True
+    # /readyz pings the stores and the ML service at most once this often (probes in between get the same answer).
+    readiness_cache_seconds: float = Field(default=1.5, ge=0, le=10)
     # Photos per /v1/faces/batch/insert request.
     max_batch: int = Field(default=20, ge=1, le=100)
     # Faces one subject (person) may have; a search grouped by subject reads this many rows per subject.
     max_faces_per_subject: int = Field(default=10, ge=1, le=100)
     # Faces one /v1/faces/cluster request may cluster (its cost grows with the square of this).
     cluster_max_faces: int = Field(default=20000, ge=2, le=200000)
+    # Vectors one /v1/faces/cluster request may send itself (embeddings mode). They come as JSON text (up to
+    # ~24 bytes a number), so this also sets that route's body limit: 2000 x 512-d is about 25 MB.
+    cluster_max_embeddings: int = Field(default=2000, ge=2, le=20000)
+    # Neighbour pairs one clustering may find (each face counts as its own neighbour): past it, 422 too_dense.
+    # It bounds the work of a dense input (20,000 identical vectors are 4e8 pairs), not only its memory.
+    cluster_max_pairs: int = Field(default=10_000_000, ge=1000, le=1_000_000_000)
 
     # -- access ------------------------------------------------------------------------------------------------
+    # Tenants whose keys may all send aligned=true photos (comma-separated). aligned=true skips anti-spoofing, so
+    # it is off for tenant keys unless this, or the key itself (faceauth keys create --allow-aligned), allows it.
+    aligned_tenants: str = ""
     # API keys are required unless this is true (local experiments only: every start logs a warning).
     auth_disabled: bool = False
     # Per API key: a token bucket refilled at this rate (requests per second) holding at most `burst` requests.
@@ -278,6 +291,9 @@ class APISettings(BaseSettings):
     image_url_allowed_hosts: str = ""
     image_url_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     image_url_max_redirects: int = Field(default=3, ge=0, le=10)
+    # Photo URL downloads at once, in all and per tenant (further ones wait for a slot).
+    image_url_max_concurrent: int = Field(default=32, ge=1, le=1024)
+    image_url_max_concurrent_per_tenant: int = Field(default=4, ge=1, le=1024)
     # s3:// URLs read the configured object store: keys under this prefix (where a backend drops photos to be
     # checked), or under the request's own tenant. The leading "_" can never start a tenant name.
     image_url_s3_prefix: str = Field(default="_uploads/", pattern=r"^_[A-Za-z0-9._-]*/$")
@@ -303,6 +319,10 @@ class APISettings(BaseSettings):
             return int(str(value).strip())
         log.warning("FACEAUTH_COMPARE_MIN_MATCHES=%r is not 2 or 3: using 2", value)
         return 2
+
+    @property
+    def aligned_tenant_set(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.aligned_tenants.split(",") if t.strip())
 
     @property
     def effective_verify_threshold(self) -> float:

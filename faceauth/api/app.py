@@ -132,7 +132,8 @@ def create_app(
         path_limits={
             "/v1/faces/verify": (MAX_PROBES + 1) * settings.max_image_bytes + framing,
             "/v1/faces/batch/insert": settings.max_batch * settings.max_image_bytes + framing,
-            "/v1/faces/cluster": settings.cluster_max_faces * 16 * 1024 + framing,  # ~512 floats as JSON text each
+            # Up to ~24 characters per JSON number (the cap is what 512-d vectors need, not a photo's size).
+            "/v1/faces/cluster": settings.cluster_max_embeddings * settings.milvus_embedding_dim * 24 + framing,
         },
     )
     # Outermost last: request id, then the key check (before any body is read), then the body limits.

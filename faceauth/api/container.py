@@ -120,6 +120,8 @@ def photo_loader(settings: APISettings, objects: ObjectStore) -> PhotoLoader:
         max_bytes=settings.max_image_bytes,
         bucket=settings.minio_bucket,
         drop_prefix=settings.image_url_s3_prefix,
+        max_fetches=settings.image_url_max_concurrent,
+        max_fetches_per_caller=settings.image_url_max_concurrent_per_tenant,
     )
 
 
@@ -187,12 +189,17 @@ class Container:
         )
         self.verification = VerificationService(self.analyzer, self.index, settings)
         self.clustering = ClusterService(self.index, self.ml, settings)
-        self.tenants = TenantService(self.index, self.objects)
+        self.tenants = TenantService(self.index, self.objects, self.key_store, drop_prefix=settings.image_url_s3_prefix)
         # Only a store other processes can share (S3) can have other replicas on it; the local folder is one host's.
         presence_s = settings.presence_interval_seconds if settings.object_store == "s3" else 0.0
         self.presence = Presence(self.objects, interval_s=presence_s, coordinated=self.coordinator.shared)
         self.health = HealthService(
-            self.index, self.objects, self.ml, coordinator=self.coordinator, presence=self.presence
+            self.index,
+            self.objects,
+            self.ml,
+            coordinator=self.coordinator,
+            presence=self.presence,
+            cache_s=settings.readiness_cache_seconds,
         )
         self.reembedder = Reembedder(self.repository, self.analyzer)
         self.api_keys = KeyService(self.key_store, self.key_cache)

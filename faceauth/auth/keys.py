@@ -39,6 +39,8 @@ class ApiKey:
     created_at_ms: int
     digest: str  # sha256 of the whole token, hex
     revoked_at_ms: int | None = None
+    # May send photos with aligned=true (which skips anti-spoofing): an admin's choice, off by default.
+    allow_aligned: bool = False
 
     @property
     def admin(self) -> bool:
@@ -99,12 +101,12 @@ class KeyStore:
             return hmac.compare_digest(key_id[16:], _id_tag(self._secret, key_id[:16]))
         return key_id in self._legacy_ids
 
-    async def create(self, tenant: str | None, name: str = "") -> tuple[ApiKey, str]:
+    async def create(self, tenant: str | None, name: str = "", *, allow_aligned: bool = False) -> tuple[ApiKey, str]:
         """A new key and its token. The token is returned once and never stored."""
         random_part = secrets.token_hex(8)
         key_id = random_part + _id_tag(await self._id_secret(), random_part)
         token = f"fa_{key_id}_{secrets.token_urlsafe(32)}"
-        key = ApiKey(key_id, tenant, name, int(time.time() * 1000), _digest(token))
+        key = ApiKey(key_id, tenant, name, int(time.time() * 1000), _digest(token), allow_aligned=allow_aligned)
         await self._save(key)
         return key, token
 

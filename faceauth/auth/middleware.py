@@ -7,6 +7,7 @@ each route's tenant-scope dependency then checks the tenant it was asked about (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
@@ -67,7 +68,12 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(self.open_prefixes):
+        if scope["type"] != "http" or path.startswith(self.open_prefixes):
+            await self.app(scope, receive, send)
+            return
+        if path in OPEN_PATHS:
+            # Open, but a caller that sends a valid key is known (/readyz shows its details to admin keys only).
+            await self._identify(scope)
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
@@ -109,6 +115,15 @@ class AuthMiddleware:
         state["principal"] = principal
         await self.app(scope, receive, send)
 
+    async def _identify(self, scope: Scope) -> None:
+        if self.disabled:
+            scope.setdefault("state", {})["principal"] = ANONYMOUS_ADMIN
+            return
+        if not _token(scope):
+            return
+        with contextlib.suppress(AppError, StorageUnavailable):  # an open path answers anyway, as for nobody
+            scope.setdefault("state", {})["principal"] = await self._authenticate(scope)
+
     async def _authenticate(self, scope: Scope) -> Principal:
         token = _token(scope)
         challenge = {"WWW-Authenticate": 'Bearer realm="faceauth"'}
@@ -126,7 +141,7 @@ class AuthMiddleware:
             raise unavailable("object_store_unavailable", "API keys cannot be checked now; retry") from None
         if key is None or not key.active or not key.matches(token):
             raise AppError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
-        return Principal(key.key_id, key.tenant)
+        return Principal(key.key_id, key.tenant, allow_aligned=key.allow_aligned)
 
 
 __all__ = ["AuthMiddleware", "KeyCache"]

@@ -78,8 +78,10 @@ def _create(args: argparse.Namespace) -> int:
         return 2
 
     async def run(keys: KeyStore) -> int:
-        key, token = await keys.create(args.tenant, args.name)
+        key, token = await keys.create(args.tenant, args.name, allow_aligned=args.allow_aligned)
         scope = "admin (all tenants)" if key.admin else f"tenant {key.tenant}"
+        if key.allow_aligned:
+            scope += ", may send aligned=true photos (no anti-spoofing)"
         print(f"created key {key.key_id} for {scope}; the key is shown once, store it now:")
         print(token)
         return 0
@@ -91,7 +93,7 @@ def _list(args: argparse.Namespace) -> int:
     async def run(keys: KeyStore) -> int:
         print(f"{'key id':<18} {'scope':<24} {'created':<21} {'revoked':<21} name")
         for key in await keys.list():
-            scope = "admin" if key.admin else f"tenant:{key.tenant}"
+            scope = "admin" if key.admin else f"tenant:{key.tenant}" + (" +aligned" if key.allow_aligned else "")
             created, revoked = _when(key.created_at_ms), _when(key.revoked_at_ms)
             print(f"{key.key_id:<18} {scope:<24} {created:<21} {revoked:<21} {key.name}")
         return 0
@@ -119,6 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tenant", default=None)
     p.add_argument("--admin", action="store_true")
     p.add_argument("--name", default="", help="a note to recognise the key by (who or what uses it)")
+    p.add_argument(
+        "--allow-aligned",
+        action="store_true",
+        help="the key may send aligned=true (pre-cropped) photos, which skip anti-spoofing (admin keys always may)",
+    )
     p.set_defaults(func=_create)
     keys.add_parser("list", help="every key: id, scope, dates (never the key itself)").set_defaults(func=_list)
     p = keys.add_parser("revoke", help="revoke a key by its id")

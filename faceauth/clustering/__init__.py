@@ -1,5 +1,5 @@
 """Grouping face embeddings by person without labels."""
 
-from faceauth.clustering.dbscan import NOISE, dbscan_cosine
+from faceauth.clustering.dbscan import NOISE, PairBudgetExceeded, dbscan_cosine
 
-__all__ = ["NOISE", "dbscan_cosine"]
+__all__ = ["NOISE", "PairBudgetExceeded", "dbscan_cosine"]

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from faceauth.contracts.ids import ID_PATTERN, TENANT_MAX
 from faceauth.kit.requests import Answer
 
+MAX_EPS = 1.0
+
 
 class ClusterRequest(BaseModel):
     """Either a tenant (its enrolled faces) or embeddings (with optional ids), not both."""
@@ -15,11 +17,15 @@ class ClusterRequest(BaseModel):
 
     tenant: str | None = Field(None, pattern=ID_PATTERN, max_length=TENANT_MAX)
     embeddings: list[list[float]] | None = Field(
-        None, description="vectors to cluster (any dimension, all the same; up to FACEAUTH_CLUSTER_MAX_FACES)"
+        None,
+        description=(
+            "vectors to cluster, each of the embedding model's dimension (512); up to FACEAUTH_CLUSTER_MAX_EMBEDDINGS"
+        ),
     )
     ids: list[str] | None = Field(None, description="a name per embedding (default: its position)")
+    # Capped at 1 (similarity >= 0): a larger radius joins unrelated faces and makes every pair a neighbour.
     eps: float = Field(
-        0.5, gt=0.0, le=2.0, description="neighbourhood radius in cosine distance (1 - similarity), 0..2"
+        0.5, gt=0.0, le=MAX_EPS, description="neighbourhood radius in cosine distance (1 - similarity), up to 1"
     )
     min_samples: int = Field(2, ge=1, le=1000, description="points (itself included) that make a core point")
 

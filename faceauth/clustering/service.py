@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from faceauth.clustering.dbscan import dbscan_cosine
+from faceauth.clustering.dbscan import PairBudgetExceeded, dbscan_cosine
 from faceauth.config import APISettings
 from faceauth.kit.errors import AppError, unavailable
 from faceauth.ml_client import MLClient
@@ -27,6 +29,24 @@ class ClusterService:
         self.index = index
         self.ml = ml
         self.settings = settings
+        # Keys with a clustering running in this process (one job per key at a time).
+        self._running: set[str | None] = set()
+
+    @asynccontextmanager
+    async def one_job(self, key_id: str | None) -> AsyncIterator[None]:
+        """Run the body as the key's only clustering job: 429 cluster_busy while another one runs."""
+        if key_id in self._running:
+            raise AppError(
+                429,
+                "cluster_busy",
+                "a clustering request of this API key is still running; wait for it to finish",
+                headers={"Retry-After": "1"},
+            )
+        self._running.add(key_id)
+        try:
+            yield
+        finally:
+            self._running.discard(key_id)
 
     async def cluster_tenant(self, tenant: str, *, eps: float, min_samples: int) -> Clustering:
         """The tenant's faces embedded by the ML service's current model (others cannot be compared)."""
@@ -45,10 +65,16 @@ class ClusterService:
             return Clustering([], [], None)
         if ids is not None and len(ids) != len(embeddings):
             raise AppError(422, "validation_error", f"{len(ids)} ids for {len(embeddings)} embeddings")
-        if len(embeddings) > self.settings.cluster_max_faces:
-            raise self._too_many()
-        if len({len(e) for e in embeddings}) != 1:
-            raise AppError(422, "validation_error", "the embeddings do not all have the same dimension")
+        if len(embeddings) > self.settings.cluster_max_embeddings:
+            raise self._too_many(self.settings.cluster_max_embeddings, "FACEAUTH_CLUSTER_MAX_EMBEDDINGS")
+        dim = self.index.dim
+        wrong = next((i for i, e in enumerate(embeddings) if len(e) != dim), None)
+        if wrong is not None:
+            raise AppError(
+                422,
+                "validation_error",
+                f"embedding {wrong} has {len(embeddings[wrong])} numbers; the embedding model's vectors have {dim}",
+            )
         matrix = np.asarray(embeddings, dtype=np.float32)
         if not np.isfinite(matrix).all() or (np.linalg.norm(matrix, axis=1) == 0).any():
             raise AppError(422, "validation_error", "embeddings must be finite and non-zero")
@@ -60,9 +86,9 @@ class ClusterService:
         # A face has one row (two while it is being replaced).
         return 2 * self.settings.cluster_max_faces
 
-    def _too_many(self) -> AppError:
-        limit = self.settings.cluster_max_faces
-        return AppError(413, "too_many_faces", f"more than {limit} faces to cluster (FACEAUTH_CLUSTER_MAX_FACES)")
+    def _too_many(self, limit: int | None = None, setting: str = "FACEAUTH_CLUSTER_MAX_FACES") -> AppError:
+        limit = limit if limit is not None else self.settings.cluster_max_faces
+        return AppError(413, "too_many_faces", f"more than {limit} faces to cluster ({setting})")
 
     async def _current_model_id(self) -> str:
         body = await self.ml.ready()
@@ -79,7 +105,16 @@ class ClusterService:
         if not ids:
             return Clustering([], [], model_id)
         # CPU-bound (a chunked similarity matrix): off the event loop.
-        labels = await asyncio.to_thread(dbscan_cosine, matrix, eps=eps, min_samples=min_samples)
+        budget = self.settings.cluster_max_pairs
+        try:
+            labels = await asyncio.to_thread(dbscan_cosine, matrix, eps=eps, min_samples=min_samples, max_pairs=budget)
+        except PairBudgetExceeded:
+            raise AppError(
+                422,
+                "too_dense",
+                f"these faces have more than {budget} neighbour pairs within eps (FACEAUTH_CLUSTER_MAX_PAIRS): "
+                "use a smaller eps, or cluster fewer faces",
+            ) from None
         groups: dict[int, list[str]] = {}
         noise: list[str] = []
         for face_id, label in zip(ids, labels.tolist(), strict=True):

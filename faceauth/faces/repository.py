@@ -37,6 +37,7 @@ from faceauth.kit.imagetypes import sniff_content_type
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.keys import face_prefix, revision_key, revision_ms
 from faceauth.storage.objects import ObjectStore
+from faceauth.storage.purges import PurgeMarks
 from faceauth.storage.records import FaceRecord
 from faceauth.storage.vectors import FaceIndex
 
@@ -111,6 +112,7 @@ class FaceRepository:
         self.store_images = store_images
         self._locks: Locks = locks or LocalLocks()
         self._shared_locks = shared_locks
+        self.purges = PurgeMarks(objects)
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -187,6 +189,8 @@ class FaceRepository:
         *,
         replacing: FaceRecord | None,
     ) -> FaceRecord:
+        # Fenced against a tenant purge that begins while this write runs (see storage/purges.py).
+        mark = await self.purges.current(tenant)
         now_ms = int(time.time() * 1000)
         key = revision_key(tenant, face_id, now_ms)
         record = FaceRecord(
@@ -199,6 +203,14 @@ class FaceRepository:
             subject_id=subject_id,
         )
         await self._write_both(record, image, embedding)
+        if await self.purges.current(tenant) != mark:
+            await self._forget_row(record)
+            await self._forget_image(record.object_key)
+            raise AppError(
+                409,
+                "tenant_purged",
+                f"tenant {tenant!r} was purged while this face was being written: nothing was kept",
+            )
         if replacing is not None:
             await self._drop_replaced(tenant, replacing, rollback=record)
         return record

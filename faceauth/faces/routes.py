@@ -13,6 +13,7 @@ from faceauth.faces.service import BatchItem, Enrolment, FaceService
 from faceauth.kit.errors import AppError
 from faceauth.photos.deps import PhotoDep, batch_photos
 from faceauth.web.deps import (
+    AllowedAlignedForm,
     PrincipalDep,
     ScopedTenantForm,
     ScopedTenantQuery,
@@ -20,7 +21,7 @@ from faceauth.web.deps import (
     optional_tenant_form,
     provided,
 )
-from faceauth.web.params import COMMON_ERRORS, PHOTO_ERRORS, AlignedForm, FaceIdForm, FaceIdPath, FaceIdQuery, error
+from faceauth.web.params import COMMON_ERRORS, PHOTO_ERRORS, FaceIdForm, FaceIdPath, FaceIdQuery, error
 
 router = APIRouter(prefix="/v1/faces", tags=["faces"])
 
@@ -74,9 +75,9 @@ async def insert(
     tenant: ScopedTenantForm,
     photo: PhotoDep,
     service: FaceServiceDep,
+    aligned: AllowedAlignedForm,
     subject_id: SubjectForm = None,
     dedup: DedupForm = False,
-    aligned: AlignedForm = False,
 ):
     result = await service.enroll(tenant, id, photo, subject_id=subject_id, replace=False, dedup=dedup, aligned=aligned)
     return _enrolled("INSERT", result)
@@ -93,9 +94,9 @@ async def upsert(
     tenant: ScopedTenantForm,
     photo: PhotoDep,
     service: FaceServiceDep,
+    aligned: AllowedAlignedForm,
     subject_id: SubjectForm = None,
     dedup: DedupForm = False,
-    aligned: AlignedForm = False,
 ):
     result = await service.enroll(tenant, id, photo, subject_id=subject_id, replace=True, dedup=dedup, aligned=aligned)
     return _enrolled("UPSERT", result)
@@ -112,6 +113,7 @@ async def search(
     photo: PhotoDep,
     service: FaceServiceDep,
     settings: SettingsDep,
+    aligned: AllowedAlignedForm,
     id: Annotated[str | None, Form(description="an identifier for this query, echoed", max_length=256)] = None,
     top_k: Annotated[int | None, Query(ge=1, le=TOP_K_MAX, description="1..100, default 5")] = None,
     threshold: Annotated[
@@ -120,7 +122,6 @@ async def search(
     group_by: Annotated[
         Literal["face", "subject"], Query(description="one match per face, or per subject with its best face")
     ] = "face",
-    aligned: AlignedForm = False,
 ):
     top_k = top_k or settings.search_default_top_k
     threshold = settings.milvus_search_threshold if threshold is None else threshold
@@ -341,6 +342,7 @@ async def batch_insert(
     ids: Annotated[list[str], Form(description="one id per photo, in the same order")],
     service: FaceServiceDep,
     settings: SettingsDep,
+    aligned: AllowedAlignedForm,
     files: Annotated[list[UploadFile], File(description="the photos, in the order of ids")] = [],  # noqa: B006
     images_b64: Annotated[list[str], Form(description="or: the photos as base64")] = [],  # noqa: B006
     image_urls: Annotated[list[str], Form(description="or: the photos' URLs")] = [],  # noqa: B006
@@ -349,7 +351,6 @@ async def batch_insert(
     ] = [],  # noqa: B006
     upsert: Annotated[bool, Form(description="replace faces that exist instead of answering 409 for them")] = False,
     dedup: DedupForm = False,
-    aligned: AlignedForm = False,
 ):
     if len(ids) > settings.max_batch:
         raise AppError(413, "batch_too_large", f"at most {settings.max_batch} photos per batch (FACEAUTH_MAX_BATCH)")

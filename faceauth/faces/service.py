@@ -18,6 +18,7 @@ from faceauth.faces.repository import FaceRepository
 from faceauth.images.service import ImageService
 from faceauth.kit.errors import AppError
 from faceauth.photos.analyzer import Analysed, PhotoAnalyzer
+from faceauth.photos.metadata import without_metadata
 from faceauth.photos.sources import Photo
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.records import Exclusion, FaceRecord, GroupBy, Match
@@ -156,6 +157,10 @@ class FaceService:
         analysis = analysed.analysis
         embedding = require_usable(analysis)
         subject = subject_id or face_id
+        # Stored without EXIF (GPS, serials) and upright; CPU work, off the event loop.
+        image = (
+            await asyncio.to_thread(without_metadata, analysed.image) if self.settings.store_images else analysed.image
+        )
         async with self.repository.editing(tenant, face_id, tenant_lock=dedup) as face:
             if face.current and not replace:
                 raise AppError(
@@ -167,7 +172,7 @@ class FaceService:
                 await self._refuse_duplicate(tenant, face_id, subject, analysis.model_id, embedding)
             if subject_id:
                 await self._require_room(tenant, subject, face_id)
-            record = await face.write(analysed.image, analysis.model_id, embedding, subject_id=subject)
+            record = await face.write(image, analysis.model_id, embedding, subject_id=subject)
         return Enrolment(analysis, record)
 
     async def _refuse_duplicate(

@@ -43,6 +43,13 @@ def missing_models(ml_ready_body: dict[str, Any]) -> list[str]:
     return found
 
 
+# /readyz is open and probed often: its pings (one an fsync on the local store) run at most once this often
+# (FACEAUTH_READINESS_CACHE_SECONDS).
+READINESS_CACHE_S = 1.5
+# The collection's model mix (a query per model) is not part of the probe; asked for by admins, cached this long.
+_MODEL_MIX_CACHE_S = 60.0
+
+
 @dataclass(frozen=True)
 class Readiness:
     checks: dict[str, DependencyState]
@@ -74,16 +81,30 @@ class HealthService:
         *,
         coordinator: Coordinator | None = None,
         presence: Presence | None = None,
+        cache_s: float = READINESS_CACHE_S,
     ) -> None:
         """`coordinator`: checked too when it is shared (a replica without it must not take traffic);
         `presence`: its warning (other replicas, no coordination) is passed on."""
+        self.cache_s = cache_s
         self.index = index
         self.objects = objects
         self.ml = ml
         self.coordinator = coordinator
         self.presence = presence
+        self._lock = asyncio.Lock()  # one round of pings at a time; the callers meanwhile share its answer
+        self._cached: tuple[float, Readiness] | None = None
+        self._model_mix: tuple[float, str | None, list[str]] | None = None
 
     async def readiness(self) -> Readiness:
+        """The dependencies' state, pinged at most once per READINESS_CACHE_S whatever the rate of probes."""
+        async with self._lock:
+            if self._cached is not None and time.monotonic() - self._cached[0] < self.cache_s:
+                return self._cached[1]
+            found = await self._ping_all()
+            self._cached = (time.monotonic(), found)
+            return found
+
+    async def _ping_all(self) -> Readiness:
         shared = self.coordinator is not None and self.coordinator.shared
         probes = [self.index.ping, self.objects.ping, self.ml.ready, *([self.coordinator.ping] if shared else [])]
         (milvus, _), (objects, _), (ml, ml_body), *coordination = await asyncio.gather(*map(_check, probes))
@@ -91,17 +112,6 @@ class HealthService:
         if self.presence is not None and self.presence.warning:
             warnings.append(self.presence.warning)
         model_id = ((ml_body or {}).get("models", {}).get("embedder") or {}).get("model_id")
-        if model_id and milvus.status == "ok":
-            try:
-                others = await self.index.other_model_ids(model_id)
-            except Exception as exc:  # readiness must answer even if this extra query fails
-                others = []
-                warnings.append(f"could not list the collection's embedding models: {exc}")
-            if others:
-                warnings.append(
-                    f"the collection holds vectors of other embedding models ({', '.join(sorted(others))}); search "
-                    f"compares only {model_id}: re-embed the stored images (docs/OPERATIONS.md)"
-                )
         checks = {"milvus": milvus, "object_store": objects, "ml_service": ml}
         if ml.status == "ok":
             # The ML service answers, but without a model every photo gets a 503: not ready for the main job.
@@ -114,3 +124,29 @@ class HealthService:
         if coordination:
             checks["coordination"] = coordination[0][0]
         return Readiness(checks, model_id, warnings)
+
+    async def model_mix_warnings(self, found: Readiness) -> list[str]:
+        """A warning when the collection holds vectors of other embedding models (cached; for admins only)."""
+        model_id = found.model_id
+        if not model_id or found.checks["milvus"].status != "ok":
+            return []
+        now = time.monotonic()
+        if (
+            self._model_mix is not None
+            and self._model_mix[1] == model_id
+            and now - self._model_mix[0] < _MODEL_MIX_CACHE_S
+        ):
+            return self._model_mix[2]
+        warnings: list[str] = []
+        try:
+            others = await self.index.other_model_ids(model_id)
+        except Exception as exc:  # readiness must answer even if this extra query fails
+            others = []
+            warnings.append(f"could not list the collection's embedding models: {exc}")
+        if others:
+            warnings.append(
+                f"the collection holds vectors of other embedding models ({', '.join(sorted(others))}); search "
+                f"compares only {model_id}: re-embed the stored images (docs/OPERATIONS.md)"
+            )
+        self._model_mix = (now, model_id, warnings)
+        return warnings

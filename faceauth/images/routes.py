@@ -25,5 +25,7 @@ ImageServiceDep = Annotated[ImageService, Depends(provided(ImageService))]
 )
 async def linked_image(token: Annotated[str, Path(max_length=2048)], service: ImageServiceDep):
     image = await service.linked_image(token)
-    # Private: a shared cache must not keep a face after the link expires.
-    return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "private, no-store"})
+    # Private: a shared cache must not keep a face after the link expires. nosniff: the browser takes the type
+    # as given (an image), never guesses HTML or script from the bytes of a stored "photo".
+    headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+    return Response(image.data, media_type=image.content_type, headers=headers)

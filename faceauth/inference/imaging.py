@@ -64,7 +64,26 @@ class DecodedImage:
         return self.width / self.original_width
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+# Rows of a transparent image flattened at a time: strips of about 4 MB, so flattening costs no full-size copy.
+_STRIP_BYTES = 4 * 1024 * 1024
+
+
+def _flatten_alpha(im: Image.Image) -> np.ndarray:
+    """A transparent image put on white, as a viewer shows it, a strip of rows at a time: the only full-size
+    allocation is the RGB result (Pillow's alpha_composite made three more full-size copies)."""
+    width, height = im.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _STRIP_BYTES // (4 * width))
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        strip = np.asarray(im.crop((0, top, width, bottom)).convert("RGBA"), dtype=np.uint16)
+        alpha = strip[..., 3:4]
+        # c * a + 255 * (255 - a), over 255, rounded: 255 - (255 - c) * a / 255.
+        out[top:bottom] = 255 - ((255 - strip[..., :3]) * alpha + 127) // 255
+    return out
+
+
+def _to_rgb(im: Image.Image) -> Image.Image | np.ndarray:
     mode = im.mode
     if mode == "RGB":
         return im
@@ -76,9 +95,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(arr8, "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
         # Transparent pixels carry arbitrary colour; put the image on white as a viewer would show it.
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        return _flatten_alpha(im)
     return im.convert("RGB")
 
 
@@ -117,6 +134,8 @@ def _decode_with_pillow(im: Image.Image, reduction: int) -> np.ndarray:
         raise AppError(422, "invalid_image", "the image data cannot be decoded") from None
     except (ValueError, SyntaxError, EOFError, MemoryError):
         raise AppError(422, "invalid_image", "the image data cannot be decoded") from None
+    if isinstance(rgb, np.ndarray):
+        return rgb
     return np.asarray(rgb, dtype=np.uint8)
 
 

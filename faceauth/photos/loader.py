@@ -4,13 +4,15 @@ to the request's tenant). Uploads and base64 were read and checked where they en
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import unquote, urlsplit
 
 from faceauth.kit.errors import AppError
 from faceauth.kit.imagetypes import sniff_content_type
 from faceauth.photos.fetch import ImageFetcher
 from faceauth.photos.sources import Photo
-from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
+from faceauth.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from faceauth.storage.keys import tenant_prefix
 from faceauth.storage.objects import ObjectStore
 from faceauth.web.handlers import storage_unavailable
@@ -20,15 +22,51 @@ def _error(status: int, code: str, message: str, field: str, **details: object) 
     return AppError(status, code, message, details={"field": field, **details})
 
 
+class _FetchSlots:
+    """At most `total` URL downloads at once, and at most `per_caller` of one caller (the others wait their turn):
+    one tenant cannot make the API open hundreds of outgoing connections, nor take every slot from the others."""
+
+    def __init__(self, total: int, per_caller: int) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_caller = per_caller
+        self._callers: dict[str | None, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, caller: str | None) -> AsyncIterator[None]:
+        gate, users = self._callers.get(caller, (asyncio.Semaphore(self._per_caller), 0))
+        self._callers[caller] = (gate, users + 1)
+        try:
+            async with gate, self._total:  # the caller's own slot first: a queue of one caller holds no global slot
+                yield
+        finally:
+            gate, users = self._callers[caller]
+            if users == 1:
+                del self._callers[caller]
+            else:
+                self._callers[caller] = (gate, users - 1)
+
+
 class PhotoLoader:
-    def __init__(self, fetcher: ImageFetcher, objects: ObjectStore, *, max_bytes: int, bucket: str, drop_prefix: str):
+    def __init__(
+        self,
+        fetcher: ImageFetcher,
+        objects: ObjectStore,
+        *,
+        max_bytes: int,
+        bucket: str,
+        drop_prefix: str,
+        max_fetches: int = 32,
+        max_fetches_per_caller: int = 4,
+    ):
         """`bucket`: the only bucket s3:// URLs may name; `drop_prefix`: the store's drop area for photos to be
-        checked (FACEAUTH_IMAGE_URL_S3_PREFIX)."""
+        checked (FACEAUTH_IMAGE_URL_S3_PREFIX); `max_fetches` (`_per_caller`): URL downloads at once, in all and
+        per tenant."""
         self.fetcher = fetcher
         self.objects = objects
         self.max_bytes = max_bytes
         self.bucket = bucket
         self.drop_prefix = drop_prefix
+        self._slots = _FetchSlots(max_fetches, max_fetches_per_caller)
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()
@@ -41,7 +79,8 @@ class PhotoLoader:
         if url.partition(":")[0].lower() == "s3":
             return await self._read_s3(url, photo.field, tenant)
         try:
-            return await self.fetcher.fetch(url)
+            async with self._slots.hold(tenant):
+                return await self.fetcher.fetch(url)
         except AppError as exc:
             details = {**(exc.details or {}), "field": photo.field}
             raise AppError(exc.status, exc.code, exc.message, details=details) from None
@@ -78,7 +117,10 @@ class PhotoLoader:
                 400, "image_url_forbidden", f"s3:// keys must be under {' or '.join(allowed)}", field, reason="key"
             )
         try:
-            stored = await self.objects.get(key)
+            # At most the limit plus one byte is read: an oversized object is refused without loading it.
+            stored = await self.objects.get(key, max_bytes=self.max_bytes)
+        except ObjectTooLarge:
+            raise _error(413, "image_url_too_large", "the object is larger than the image limit", field) from None
         except ObjectNotFound:
             raise _error(
                 422, "image_url_unreachable", "no such object in the store", field, upstream_status=404

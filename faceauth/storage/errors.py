@@ -18,3 +18,13 @@ class StorageUnavailable(RuntimeError):
 
 class ObjectNotFound(KeyError):
     """No object under this key."""
+
+
+class ObjectTooLarge(ValueError):
+    """The object is larger than the reader's limit (`get(key, max_bytes=...)`); at most the limit plus one byte
+    of it was read."""
+
+    def __init__(self, key: str, max_bytes: int) -> None:
+        super().__init__(f"{key} is larger than {max_bytes} bytes")
+        self.key = key
+        self.max_bytes = max_bytes

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from faceauth.kit.metrics import NULL_OBSERVER, StoreObserver, timed_store_call
-from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
+from faceauth.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from faceauth.storage.objects import StoredObject, check_content_type, key_parts, op_name, split_prefix
 
 T = TypeVar("T")
@@ -19,6 +20,12 @@ T = TypeVar("T")
 # Each file starts with this line and a line holding the content type, then the bytes as stored: one file per
 # object, so one atomic rename publishes the bytes and their content type together.
 _MAGIC = b"faceauth-object 1\n"
+# The magic, a content type (at most 255 characters, as check_content_type allows) and its line break.
+_HEADER_MAX = len(_MAGIC) + 256
+
+
+class CaseInsensitiveRoot(RuntimeError):
+    """The local store's folder is on a case-insensitive filesystem (start-up refuses it)."""
 
 
 class LocalObjectStore:
@@ -41,6 +48,27 @@ class LocalObjectStore:
     def _open_sync(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self._ping_sync()
+        self._refuse_case_insensitive()
+
+    def _refuse_case_insensitive(self) -> None:
+        """Tenants and face ids that differ only in case ("Acme", "acme") must not share a folder: refuse a root
+        on a case-insensitive filesystem (macOS, Windows, Docker Desktop bind mounts)."""
+        probe = self.root / f".Case-probe-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        try:
+            folded = self._exists(probe.with_name(probe.name.lower()))
+        finally:
+            probe.unlink()
+        if folded:
+            raise CaseInsensitiveRoot(
+                f"{self.root} is on a case-insensitive filesystem, where tenants and ids that differ only in case "
+                "would share folders: put FACEAUTH_DATA_DIR (or the image folder) on a case-sensitive one (a Docker "
+                "volume rather than a macOS bind mount), or use the S3 object store"
+            )
+
+    @staticmethod
+    def _exists(path: Path) -> bool:
+        return path.exists()
 
     async def close(self) -> None:
         return None
@@ -116,18 +144,22 @@ class LocalObjectStore:
                 new.mkdir()
             _fsync_dir(new.parent)
 
-    async def get(self, key: str) -> StoredObject:
-        return await self._run(self._get_sync, self._path(key), key)
+    async def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        return await self._run(self._get_sync, self._path(key), key, max_bytes)
 
-    def _get_sync(self, path: Path, key: str) -> StoredObject:
+    def _get_sync(self, path: Path, key: str, max_bytes: int | None = None) -> StoredObject:
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as file:
+                # The header (magic and content type) is short: read at most it, the limit and one byte more.
+                raw = file.read() if max_bytes is None else file.read(_HEADER_MAX + max_bytes + 1)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             self._require_root()
             raise ObjectNotFound(key) from None
         end = raw.find(b"\n", len(_MAGIC))
         if not raw.startswith(_MAGIC) or end < 0:
             raise StorageUnavailable("objects", f"{path} is not an object file written by this store")
+        if max_bytes is not None and len(raw) - end - 1 > max_bytes:
+            raise ObjectTooLarge(key, max_bytes)
         return StoredObject(raw[end + 1 :], raw[len(_MAGIC) : end].decode("ascii"))
 
     async def delete(self, key: str) -> None:

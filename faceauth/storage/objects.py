@@ -32,8 +32,9 @@ class ObjectStore(Protocol):
 
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
-    async def get(self, key: str) -> StoredObject:
-        """Raise ObjectNotFound when there is no such key."""
+    async def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        """Raise ObjectNotFound when there is no such key; ObjectTooLarge when it holds more than `max_bytes`
+        (reading at most that plus one byte of it)."""
 
     async def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key is not an error."""

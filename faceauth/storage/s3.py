@@ -29,7 +29,7 @@ from urllib3.exceptions import (
 )
 
 from faceauth.kit.metrics import NULL_OBSERVER, StoreObserver, timed_store_call
-from faceauth.storage.errors import ObjectNotFound, StorageUnavailable
+from faceauth.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from faceauth.storage.objects import StoredObject, check_content_type, key_parts, op_name, split_prefix
 
 T = TypeVar("T")
@@ -143,18 +143,24 @@ class S3ObjectStore:
             self.bucket, name, io.BytesIO(data), len(data), content_type=content_type, part_size=MAX_PART_SIZE
         )
 
-    async def get(self, key: str) -> StoredObject:
-        return await self._run(self._get_sync, _object_name(key), key)
+    async def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        return await self._run(self._get_sync, _object_name(key), key, max_bytes)
 
-    def _get_sync(self, name: str, key: str) -> StoredObject:
+    def _get_sync(self, name: str, key: str, max_bytes: int | None = None) -> StoredObject:
+        # With a limit, a ranged GET of at most the limit plus one byte: an oversized object is never loaded.
+        length = 0 if max_bytes is None else max_bytes + 1
         try:
-            response = self._client.get_object(self.bucket, name)
+            response = self._client.get_object(self.bucket, name, length=length)
         except S3Error as exc:
             if exc.code == "NoSuchKey":
                 raise ObjectNotFound(key) from None
+            if exc.code == "InvalidRange":  # a range of an empty object
+                return self._get_sync(name, key)
             raise
         try:
             data = response.read()
+            if max_bytes is not None and len(data) > max_bytes:
+                raise ObjectTooLarge(key, max_bytes)
             content_type = response.headers.get("Content-Type") or "application/octet-stream"
         finally:
             response.close()

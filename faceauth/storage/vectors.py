@@ -13,6 +13,8 @@ from faceauth.storage.records import Exclusion, FaceRecord, GroupBy, Match, Tena
 
 
 class FaceIndex(Protocol):
+    dim: int  # the dimension of the vectors it holds (the embedding model's)
+
     async def open(self) -> None:
         """Connect; create the collection and index if missing; load it. Idempotent."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from faceauth.tenants import schemas
 from faceauth.tenants.service import TenantService
@@ -33,11 +33,24 @@ async def list_tenants(tenant: CallerTenant, service: TenantServiceDep):
 @router.delete(
     "/{tenant}",
     response_model=schemas.PurgeResponse,
-    summary="Purge a tenant (right to erasure): every vector and every image goes; counts what was deleted. "
-    "Admin key only",
+    summary="Purge a tenant (right to erasure): its API keys, every vector, every image and its drop-area photos "
+    "go; counts what was deleted. Admin key only",
     responses={503: error("a store is unavailable: retry to finish (the purge is idempotent)")},
 )
-async def purge_tenant(_: AdminDep, tenant: TenantPath, service: TenantServiceDep):
-    report = await service.purge(tenant)
-    counts = schemas.PurgeCounts(faces=report.faces, vectors=report.vectors, images=report.images)
+async def purge_tenant(
+    _: AdminDep,
+    tenant: TenantPath,
+    service: TenantServiceDep,
+    keep_keys: Annotated[
+        bool, Query(description="keep the tenant's API keys (default: they are revoked first, before any delete)")
+    ] = False,
+):
+    report = await service.purge(tenant, keep_keys=keep_keys)
+    counts = schemas.PurgeCounts(
+        faces=report.faces,
+        vectors=report.vectors,
+        images=report.images,
+        uploads=report.uploads,
+        keys_revoked=report.keys_revoked,
+    )
     return schemas.PurgeResponse(tenant=tenant, deleted=counts)

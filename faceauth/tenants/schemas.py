@@ -11,6 +11,8 @@ class PurgeCounts(BaseModel):
     faces: int = Field(description="Distinct faces whose images were removed.")
     vectors: int = Field(description="Vector rows removed from Milvus.")
     images: int = Field(description="Image objects removed from the object store.")
+    uploads: int = Field(description="Photos removed from the tenant's part of the drop area (_uploads/<tenant>/).")
+    keys_revoked: int = Field(description="The tenant's API keys this purge revoked (0 with keep_keys=true).")
 
 
 class PurgeResponse(Answer):

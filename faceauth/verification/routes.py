@@ -11,8 +11,8 @@ from faceauth.photos.deps import mixed_photos, one_photo
 from faceauth.photos.sources import Photo
 from faceauth.verification import schemas
 from faceauth.verification.service import MAX_PROBES, Verdict, VerificationService
-from faceauth.web.deps import CallerTenant, SettingsDep, optional_tenant_form, provided
-from faceauth.web.params import PHOTO_ERRORS, AlignedForm, error
+from faceauth.web.deps import AllowedAlignedForm, CallerTenant, SettingsDep, optional_tenant_form, provided
+from faceauth.web.params import PHOTO_ERRORS, error
 
 router = APIRouter(tags=["verification"])
 
@@ -61,6 +61,7 @@ async def verify(
     service: VerificationServiceDep,
     settings: SettingsDep,
     tenant: Annotated[str | None, optional_tenant_form("required with reference_id")],
+    aligned: AllowedAlignedForm,
     probes: Annotated[list[UploadFile], File(description=f"probe photos (1-{MAX_PROBES} in all)")] = [],  # noqa: B006
     probes_b64: Annotated[list[str], Form(description="probe photos as base64")] = [],  # noqa: B006
     probes_url: Annotated[list[str], Form(description="probe photos by URL (http(s):// or s3://)")] = [],  # noqa: B006
@@ -92,7 +93,6 @@ async def verify(
     require_quality: Annotated[
         bool, Form(description="a probe counts only if it passes the anti-spoof, blur and NSFW checks")
     ] = True,
-    aligned: AlignedForm = False,
 ):
     limit = settings.max_image_bytes
     probe_photos = await mixed_photos(limit, ("probes", probes), ("probes_b64", probes_b64), ("probes_url", probes_url))

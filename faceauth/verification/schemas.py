@@ -18,7 +18,9 @@ class ProbeOut(BaseModel):
     score: float | None = Field(description="Cosine similarity to the reference; null when no face was found.")
     matched: bool
     reason: str | None = Field(
-        description="Why it did not count: no_face_detected, quality_check_failed, below_threshold; null if matched."
+        description="Why it did not count: no_face_detected, quality_check_failed, "
+        "liveness_not_checked (aligned=true skips anti-spoofing; counts only with require_quality=false), "
+        "below_threshold; null if matched."
     )
     imageQualityAssessment: ImageQualityAssessment
 

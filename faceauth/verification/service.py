@@ -145,6 +145,9 @@ class VerificationService:
         score = float(np.max(np.atleast_2d(ref_vector) @ analysis.embedding))
         if require_quality and not analysis.passed:
             return ProbeResult(field, analysis, score, False, "quality_check_failed")
+        # `passed` ignores skipped checks; a match without liveness (aligned=true skips anti-spoofing) is not one.
+        if require_quality and (analysis.spoof is None or "spoof" in analysis.skipped_checks):
+            return ProbeResult(field, analysis, score, False, "liveness_not_checked")
         if score < threshold:
             return ProbeResult(field, analysis, score, False, "below_threshold")
         return ProbeResult(field, analysis, score, True, None)

@@ -17,7 +17,7 @@ from faceauth.auth.principal import Principal
 from faceauth.config import APISettings
 from faceauth.contracts.ids import ID_PATTERN, TENANT_DOC, TENANT_MAX
 from faceauth.kit.errors import AppError
-from faceauth.web.params import TenantForm, TenantQuery
+from faceauth.web.params import AlignedForm, TenantForm, TenantQuery
 
 T = TypeVar("T")
 
@@ -100,3 +100,13 @@ ScopedTenantQuery = Annotated[str, Depends(_tenant_query)]
 CallerTenant = Annotated[str | None, Depends(_caller_tenant)]
 # Tenant-wide operations (purge) need an admin key.
 AdminDep = Annotated[Principal, Depends(_admin)]
+
+
+async def _aligned(principal: PrincipalDep, settings: SettingsDep, aligned: AlignedForm = False) -> bool:
+    """aligned=true, once the caller may send it: it skips anti-spoofing, so it is an admin's decision."""
+    if aligned:
+        principal.allow_aligned_photos(tenant_allows=principal.tenant in settings.aligned_tenant_set)
+    return aligned
+
+
+AllowedAlignedForm = Annotated[bool, Depends(_aligned)]

@@ -237,3 +237,25 @@ def test_real_faces_of_three_people_cluster_by_person(faces_dir: Path):
         assert labels[start : start + len(group)].tolist() == [number] * len(group), group
         start += len(group)
     assert labels[start:].tolist() == [NOISE] * len(strangers)
+
+
+def test_the_pair_budget_stops_a_dense_input_early():
+    from faceauth.clustering import PairBudgetExceeded
+
+    x = np.ones((20000, 1))  # 4e8 neighbour pairs: the old expansion needed ~29 GB
+    with pytest.raises(PairBudgetExceeded):
+        dbscan_cosine(x, eps=0.5, min_samples=2, max_pairs=1_000_000)
+
+
+def test_a_dense_input_clusters_in_bounded_memory():
+    import tracemalloc
+
+    x = np.ones((3000, 8), dtype=np.float32)  # 9e6 pairs: +661 MB with the pairs expanded
+    tracemalloc.start()
+    try:
+        labels = dbscan_cosine(x, eps=0.5, min_samples=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert labels.tolist() == [0] * 3000
+    assert peak < 120 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"

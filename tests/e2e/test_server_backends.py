@@ -88,6 +88,7 @@ def test_a_store_that_goes_down_is_named_by_readyz_writes_nothing_and_recovers(m
             "minio_access_key": weed.access_key,
             "minio_secret_key": weed.secret_key,
             "minio_timeout_seconds": 5,
+            "readiness_cache_seconds": 0,  # each /readyz here must see the outage or the recovery at once
         }
         with make_api(**settings) as api:
             assert enrol(api, "acme", "emp_1", photos(people[0].enrol_photo)).status_code == 200

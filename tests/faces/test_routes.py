@@ -254,3 +254,26 @@ def test_two_concurrent_inserts_of_one_id_give_one_face_and_one_409(api, people,
     assert sorted(r.status_code for r in responses) == [200, 409]
     assert len(stored_rows(api, "acme", "emp_1")) == 1
     assert len(stored_keys(api, "acme/emp_1/")) == 1
+
+
+def test_stored_photos_keep_no_metadata_and_are_upright(api, people, photos):
+    import io
+
+    from PIL import Image
+
+    upright = Image.open(io.BytesIO(photos(people[0].enrol_photo))).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to show
+    exif[0x013B] = "Jane Doe"  # Artist
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 22.0, 1.0), 3: "E", 4: (4.0, 53.0, 2.0)})  # GPS position
+    sent = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(sent, "JPEG", quality=95, exif=exif.tobytes())
+    assert Image.open(io.BytesIO(sent.getvalue())).getexif().get_ifd(0x8825)  # the photo sent has a GPS position
+
+    assert enrol(api, "acme", "emp_exif", sent.getvalue()).status_code == 200
+    objects = api.app.state.container.objects
+    [key] = stored_keys(api, "acme/emp_exif/")
+    stored = Image.open(io.BytesIO(api.portal.call(objects.get, key).data))
+    assert len(stored.getexif()) == 0 and "exif" not in stored.info  # no GPS, no artist, no orientation
+    assert stored.size == upright.size  # the orientation applied to the pixels
+    assert match_ids(search(api, "acme", photos(people[0].probe_photo))) == ["emp_exif"]

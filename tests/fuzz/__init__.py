@@ -73,7 +73,12 @@ def _form_type_changes_only(case: schemathesis.Case) -> bool:
         return False
     mutations = getattr(case.meta.phase.data, "mutations", None) or ()
     return bool(mutations) and all(
-        mutation.keywords == ("type",) or _sent_value(case.body, mutation.path) == "" for mutation in mutations
+        mutation.keywords == ("type",)
+        or _sent_value(case.body, mutation.path) == ""
+        # An optional field (anyOf [its type, null]) given a boolean or a number: sent as the text "false" or
+        # "0", which the field's type may well accept; a string that breaks both branches still counts.
+        or (mutation.keywords == ("anyOf",) and isinstance(_sent_value(case.body, mutation.path), bool | int | float))
+        for mutation in mutations
     )
 
 

@@ -166,7 +166,12 @@ def test_face_api_real_answers(face_api_target: Target, people: list[Person], ph
         "/v1/faces/cluster",
         200,
         media_type="application/json",
-        body={"embeddings": [[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]], "ids": ["a", "b", "c"], "min_samples": 2},
+        body={
+            # The embedding model's dimension (512): short vectors padded with zeros.
+            "embeddings": [v + [0.0] * 510 for v in ([1.0, 0.0], [0.99, 0.1], [0.0, 1.0])],
+            "ids": ["a", "b", "c"],
+            "min_samples": 2,
+        },
     )
 
     _call(target, "DELETE", "/v1/faces/delete", 200, query={"id": "bob-1", "tenant": tenant})

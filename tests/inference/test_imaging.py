@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +188,64 @@ def test_reduced_decode_matches_between_paths(target, monkeypatch):
 def test_jpeg_with_bytes_after_the_end_marker_still_decodes():
     data = _encode(_photo_like(), "JPEG", quality=90) + b"trailing vendor data"
     assert decode_image(data, max_pixels=MAX_PIXELS).rgb.shape == (64, 96, 3)
+
+
+BOMB_SCRIPT = """
+import sys
+from pathlib import Path
+
+from faceauth.inference.imaging import decode_image
+from faceauth.kit.errors import AppError
+
+
+def peak_kb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+
+data = Path(sys.argv[1]).read_bytes()
+before = peak_kb()
+try:
+    image = decode_image(data, max_pixels=int(sys.argv[2]))
+    outcome = f"decoded {image.rgb.shape} {int(image.rgb[0, 0, 0])}"
+except AppError as exc:
+    outcome = f"refused {exc.status} {exc.code}"
+print(outcome, (peak_kb() - before) // 1024)
+"""
+
+
+@pytest.fixture(scope="module")
+def transparent_png_bomb(tmp_path_factory) -> Path:
+    """A 6400x6240 RGBA PNG of one half-transparent colour: about 170 KB holding 40 million pixels."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    Image.new("RGBA", (6400, 6240), (0, 0, 0, 128)).save(path, optimize=False, compress_level=9)
+    return path
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmHWM from /proc")
+@pytest.mark.slow
+def test_a_small_transparent_png_with_many_pixels_is_cheap_or_refused(transparent_png_bomb: Path):
+    """Issue 14: this PNG raised the peak memory by 870 MB (three full-size copies to flatten its alpha)."""
+    from faceauth.config import MLSettings
+
+    def run(max_pixels: int) -> tuple[str, int]:
+        done = subprocess.run(
+            [sys.executable, "-c", BOMB_SCRIPT, str(transparent_png_bomb), str(max_pixels)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        outcome, rise = done.stdout.rsplit(" ", 1)
+        return outcome, int(rise)
+
+    # The default pixel cap refuses it with a 4xx before decoding.
+    default_cap = MLSettings.model_fields["max_image_pixels"].default
+    outcome, rise = run(default_cap)
+    assert outcome == "refused 422 image_too_many_pixels" and rise < 50
+    # An operator who raises the cap: decoded, on white (0 at alpha 128 -> 127), with no full-size copy beyond
+    # Pillow's decoded RGBA (160 MB) and the RGB result (120 MB); it was 766 MB with alpha_composite.
+    outcome, rise = run(40_000_000)
+    assert outcome == "decoded (6240, 6400, 3) 127", outcome
+    assert rise < 340, f"peak RSS rose by {rise} MB"

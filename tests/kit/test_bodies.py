@@ -74,3 +74,21 @@ def test_base64_refusals_name_the_field_and_an_oversized_one_is_refused_by_its_l
     assert _refusal("A" * 2_000_000) == (413, "payload_too_large", {"field": "probes_b64[1]"})
     # just over the limit once decoded
     assert _refusal(base64.b64encode(b"x" * 1001).decode()) == (413, "payload_too_large", {"field": "probes_b64[1]"})
+
+
+def test_a_whitespace_padded_field_costs_at_most_twice_its_size():
+    import tracemalloc
+
+    payload = (bytes(range(256)) * 4)[:1023]  # a multiple of 3: no padding, so the text repeats
+    chunk = base64.b64encode(payload).decode()
+    # 10 MiB of base64 where every character is followed by a space or a line break.
+    text = "".join(c + (" " if i % 2 else "\n") for i, c in enumerate(chunk))
+    text = text * (10 * 1024 * 1024 // len(text))
+    tracemalloc.start()
+    try:
+        decoded = decode_base64_image(text, 20 * 1024 * 1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded[: len(payload)] == payload
+    assert peak <= 2 * len(text), f"peak {peak / len(text):.2f} times the field's size"

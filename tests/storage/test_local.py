@@ -132,3 +132,21 @@ def test_local_a_failure_names_the_store_call_that_failed(tmp_path: Path, monkey
     monkeypatch.setattr(os, "replace", broken)  # and what the operating system reports
     run(store.open())
     assert expect_unavailable(lambda: store.put("t1/f/r", b"x", "image/jpeg"), within_s=5).operation == "put"
+
+
+class CaseFoldingStore(LocalObjectStore):
+    """Fault injection only: a local store that sees its folder as a case-insensitive filesystem would (a name
+    exists if any name equal to it ignoring case does), as on macOS or a Docker Desktop bind mount."""
+
+    @staticmethod
+    def _exists(path: Path) -> bool:
+        return any(p.name.lower() == path.name.lower() for p in path.parent.iterdir())
+
+
+def test_a_case_insensitive_root_is_refused_at_start(tmp_path: Path) -> None:
+    from faceauth.storage.local import CaseInsensitiveRoot
+
+    with pytest.raises(CaseInsensitiveRoot, match="case-insensitive"):
+        run(CaseFoldingStore(tmp_path / "folded").open())
+    assert [p.name for p in (tmp_path / "folded").iterdir()] == []  # the probe is gone
+    run(LocalObjectStore(tmp_path / "plain").open())  # this machine's own filesystem is case-sensitive

@@ -235,3 +235,30 @@ def test_keys_that_could_leave_the_root_are_rejected(
 def test_prefixes_that_could_leave_the_root_are_rejected(store: ObjectStore, prefix: str) -> None:
     with pytest.raises(ValueError, match="invalid prefix"):
         run(store.list(prefix))
+
+
+def test_a_read_with_a_limit_reads_at_most_the_limit_plus_one_byte(store: ObjectStore) -> None:
+    import tracemalloc
+
+    from faceauth.storage.errors import ObjectTooLarge
+
+    data = os.urandom(20 * 1024 * 1024)
+
+    async def body() -> None:
+        await store.put("_uploads/t1/big.jpg", data, "image/jpeg")
+        await store.put("t1/small/r1", b"12345", "image/jpeg")
+        tracemalloc.start()
+        try:
+            with pytest.raises(ObjectTooLarge):
+                await store.get("_uploads/t1/big.jpg", max_bytes=1024)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 1024 * 1024, f"read {peak} bytes for a 1 KiB limit"
+        assert (await store.get("t1/small/r1", max_bytes=5)).data == b"12345"  # exactly the limit is fine
+        with pytest.raises(ObjectTooLarge):
+            await store.get("t1/small/r1", max_bytes=4)
+        await store.put("t1/empty/r1", b"", "image/jpeg")
+        assert (await store.get("t1/empty/r1", max_bytes=10)).data == b""
+
+    run(body())

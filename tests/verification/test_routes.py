@@ -168,3 +168,21 @@ def _blurred(image: bytes) -> bytes:
     ok, data = cv2.imencode(".jpg", cv2.GaussianBlur(decoded, (0, 0), 8))
     assert ok
     return data.tobytes()
+
+
+def test_a_probe_without_liveness_does_not_count_unless_quality_is_waived(api, people, photos):
+    """aligned=true skips anti-spoofing and `passed` ignores skipped checks: such a probe matched before."""
+    from tests.photos.aligned import aligned_crop
+
+    enrol(api, "acme", "emp_1", photos(people[0].enrol_photo))
+    crop = aligned_crop(api, photos(people[0].probe_photo))
+    data = {"tenant": "acme", "reference_id": "emp_1", "aligned": "true"}
+    body = api.post("/v1/faces/verify", data=data, files=_files("probes", [crop])).json()
+    probe = body["probes"][0]
+    assert probe["imageQualityAssessment"]["skipped_checks"] == ["spoof"]
+    assert body["matched"] is False and probe["matched"] is False
+    assert probe["reason"] == "liveness_not_checked" and probe["score"] >= body["threshold"]
+
+    waived = {**data, "require_quality": "false"}
+    body = api.post("/v1/faces/verify", data=waived, files=_files("probes", [crop])).json()
+    assert body["matched"] is True and body["probes"][0]["reason"] is None

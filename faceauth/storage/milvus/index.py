@@ -286,8 +286,8 @@ class MilvusFaceIndex:
                 **self._consistency.read_params(client),
             )
             count = int(rows[0]["count(*)"]) if rows else 0
-            if count:
-                self._write(client, "delete", filter=expr)
+            # Always delete: the count may lag behind writes (eventual consistency) and say 0 while rows exist.
+            self._write(client, "delete", filter=expr)
             return count
 
         return await self._run("purge", purge, rpcs=3)
