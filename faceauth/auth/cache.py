@@ -42,7 +42,7 @@ class KeyCache:
     async def get(self, key_id: str) -> ApiKey | None:
         await self.keys.open()  # a no-op once open
         # A forged id never reaches the store, nor the cache: it cannot push real keys out.
-        if not self.keys.vouches_for(key_id):
+        if not self.keys.vouches_for(key_id) and not await self.keys.vouches_for_after_reread(key_id):
             return None
         cached = self._entries.get(key_id)
         if cached is not None:

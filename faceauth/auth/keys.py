@@ -12,6 +12,8 @@ listed are looked up.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -68,11 +70,19 @@ def _id_tag(secret: bytes, random_part: str) -> str:
     return hmac.new(secret, random_part.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+# How long processes making the id secret at once wait before reading back the one that was stored last.
+_SECRET_SETTLE_S = 1.0
+# At most this often, an id that fails its signature makes the store's secret be read again.
+_SECRET_REREAD_S = 30.0
+
+
 class KeyStore:
     def __init__(self, objects: ObjectStore) -> None:
         self.objects = objects
         self._secret: bytes | None = None
         self._legacy_ids: frozenset[str] | None = None
+        self._secret_read_at = float("-inf")  # the last re-read (see vouches_for_after_reread)
+        self._reread_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Read the id secret (made on first use) and the ids of keys made before ids were signed. Idempotent."""
@@ -89,8 +99,22 @@ class KeyStore:
                 # First use. Two processes racing here both write; each then reads back what was stored, so the
                 # last write wins for both (a key made by the loser in between would need re-creating).
                 await self.objects.put(ID_SECRET_KEY, secrets.token_bytes(32), "application/octet-stream")
+                # Replicas started together all land here: wait until their writes are done, so that all read
+                # the same last one back.
+                await asyncio.sleep(_SECRET_SETTLE_S)
                 self._secret = (await self.objects.get(ID_SECRET_KEY)).data
         return self._secret
+
+    async def vouches_for_after_reread(self, key_id: str) -> bool:
+        """`vouches_for` once more after re-reading the id secret, at most once per _SECRET_REREAD_S: a replica that
+        lost the first-start race (see `_id_secret`) still comes to accept the keys signed with the stored secret,
+        while forged ids cost at most one store read per interval. Concurrent callers share one re-read."""
+        async with self._reread_lock:
+            if time.monotonic() - self._secret_read_at >= _SECRET_REREAD_S:
+                self._secret_read_at = time.monotonic()
+                with contextlib.suppress(ObjectNotFound):
+                    self._secret = (await self.objects.get(ID_SECRET_KEY)).data
+        return self.vouches_for(key_id)
 
     def vouches_for(self, key_id: str) -> bool:
         """Whether `key_id` can name a key, decided without a store read (after `open`): its signature checks, or

@@ -107,6 +107,8 @@ def cluster(request, ml_service, weed, tmp_path_factory) -> Iterator[Cluster]:
     }
     settings = {f"FACEAUTH_{k.upper()}": str(v) for k, v in stores.items()} | {
         "FACEAUTH_COORDINATION_LEASE_SECONDS": str(LEASE_S),
+        # Readiness is asked right after the coordination server is killed: no cached answer from before.
+        "FACEAUTH_READINESS_CACHE_SECONDS": "0",
         "FACEAUTH_COORDINATION_WAIT_SECONDS": "30",
         "FACEAUTH_COORDINATION_TIMEOUT_SECONDS": "1",
         "FACEAUTH_RATE_LIMIT_PER_SECOND": str(RATE),
