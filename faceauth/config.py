@@ -229,6 +229,19 @@ class APISettings(BaseSettings):
     # /compare-faces: how many of the 3 front photos must match the back photo (2 or 3).
     compare_min_matches: int = 2
 
+    # -- active liveness (docs/LIVENESS.md) ----------------------------------------------------------------------
+    # A session's challenge must be answered within this time; the session then answers once.
+    liveness_session_seconds: float = Field(default=60.0, ge=1, le=600)
+    # A head turn counts when the yaw changes by this much from the frame where the previous step was seen;
+    # "look up" likewise for the pitch; "move closer" when the face's width in the frame grows by this factor.
+    liveness_yaw_degrees: float = Field(default=8.0, gt=0, le=60)
+    liveness_pitch_degrees: float = Field(default=8.0, gt=0, le=60)
+    liveness_closer_ratio: float = Field(default=1.25, gt=1.0, le=4.0)
+    # Every frame must show the person of the session's best frame at least this similar.
+    liveness_identity_threshold: float = Probability(default=0.4)
+    # The frames' mean P(spoof) at or above this fails the session (one false alarm in a frame does not).
+    liveness_spoof_threshold: float = Probability(default=0.5)
+
     # -- images given by URL -------------------------------------------------------------------------------------
     # Hosts (names or IPs, optionally host:port) that may be fetched even when they resolve to a loopback or
     # private address. Comma-separated; empty: only public addresses.

@@ -20,6 +20,8 @@ from faceauth.kit.bodies import BodyLimitMiddleware, keep_uploads_in_memory
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import FACE_API, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
+from faceauth.liveness import routes as liveness
+from faceauth.liveness.service import MAX_FRAMES
 from faceauth.maintenance import start_sweep, stop_sweep
 from faceauth.ml_client import MLClient
 from faceauth.storage.objects import ObjectStore
@@ -91,7 +93,7 @@ def create_app(
         form_limits={
             # A text field may hold a whole photo as base64 (or a data: URL of one).
             "max_part_size": (settings.max_image_bytes // 3 + 1) * 4 + 1024,
-            "max_files": max(settings.max_batch, MAX_PROBES + 1),
+            "max_files": max(settings.max_batch, MAX_PROBES + 1, MAX_FRAMES),
             # ids, subject_ids and one photo field per batch item, plus the named fields.
             "max_fields": 3 * settings.max_batch + 32,
         },
@@ -115,6 +117,7 @@ def create_app(
             "/v1/faces/batch/insert": settings.max_batch * settings.max_image_bytes + framing,
             "/v1/faces/cluster": settings.cluster_max_faces * 16 * 1024 + framing,  # ~512 floats as JSON text each
         },
+        prefix_limits={"/v1/liveness/sessions/": MAX_FRAMES * settings.max_image_bytes + framing},
     )
     # Outermost last: request id, then the key check (before any body is read), then the body limits.
     app.add_middleware(
@@ -127,7 +130,15 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(image_links.router)  # signed links: no API key
-    for router in (faces.router, clustering.router, verification.router, subjects.router, tenants.router):
+    app.include_router(liveness.client_router)  # the browser client script: no API key
+    for router in (
+        faces.router,
+        clustering.router,
+        verification.router,
+        subjects.router,
+        tenants.router,
+        liveness.router,
+    ):
         app.include_router(router, responses=ACCESS_ERRORS)
     install_metrics(app, FACE_API)  # last: its middleware is the outermost, timing everything
     return app

@@ -21,6 +21,9 @@ from faceauth.faces.service import FaceService
 from faceauth.health.service import HealthService
 from faceauth.images.links import ImageLinks
 from faceauth.images.service import ImageService
+from faceauth.kit.locks import KeyedLocks
+from faceauth.liveness.repository import SessionRepository
+from faceauth.liveness.service import LivenessService
 from faceauth.maintenance.reembed import Reembedder
 from faceauth.ml_client import MLClient
 from faceauth.photos.analyzer import PhotoAnalyzer
@@ -158,7 +161,9 @@ class Container:
 
         self.loader = photo_loader(settings, self.objects)
         self.analyzer = PhotoAnalyzer(self.loader, self.ml)
-        self.repository = FaceRepository(self.index, self.objects, store_images=settings.store_images)
+        # One lock registry for every per-key write (faces, liveness sessions' single-use claim).
+        self.locks = KeyedLocks()
+        self.repository = FaceRepository(self.index, self.objects, store_images=settings.store_images, locks=self.locks)
         self.images = ImageService(ImageLinks(self.objects), self.objects, link_seconds=settings.image_link_seconds)
         self.key_store = KeyStore(self.objects)
         self.key_cache = KeyCache(self.key_store)
@@ -169,12 +174,24 @@ class Container:
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects)
         self.health = HealthService(self.index, self.objects, self.ml)
+        self.liveness = LivenessService(
+            SessionRepository(self.objects, self.locks), self.analyzer, self.index, self.verification, settings
+        )
         self.reembedder = Reembedder(self.repository, self.analyzer)
 
     @property
     def services(self) -> dict[type, object]:
         """What the routes' dependencies look up, by class (faceauth.web.deps.provided)."""
-        parts = (self.faces, self.subjects, self.verification, self.clustering, self.tenants, self.health, self.images)
+        parts = (
+            self.faces,
+            self.subjects,
+            self.verification,
+            self.clustering,
+            self.tenants,
+            self.health,
+            self.images,
+            self.liveness,
+        )
         return {type(part): part for part in parts}
 
     async def open(self, *, wait_s: float = 0.0) -> None:

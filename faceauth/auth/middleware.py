@@ -23,7 +23,9 @@ from faceauth.storage.errors import StorageUnavailable
 log = logging.getLogger(__name__)
 
 # Paths anyone may call: probes, metrics (expose only internally) and the API's own documentation.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/liveness.js"}
+)
 # How long a looked-up key is trusted before it is read again: a revocation takes effect within this time.
 _CACHE_SECONDS = 10.0
 # How long an unknown key id is remembered (random key ids must not each cost an object-store read).

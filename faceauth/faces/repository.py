@@ -75,12 +75,15 @@ class FaceEdit:
 
 
 class FaceRepository:
-    def __init__(self, index: FaceIndex, objects: ObjectStore, *, store_images: bool = True) -> None:
-        """`store_images=False` (FACEAUTH_STORE_IMAGES): rows without an image, on purpose (empty object key)."""
+    def __init__(
+        self, index: FaceIndex, objects: ObjectStore, *, store_images: bool = True, locks: KeyedLocks | None = None
+    ) -> None:
+        """`store_images=False` (FACEAUTH_STORE_IMAGES): rows without an image, on purpose (empty object key).
+        `locks`: the registry shared with the other per-key writers (the container's)."""
         self.index = index
         self.objects = objects
         self.store_images = store_images
-        self._locks = KeyedLocks()
+        self._locks = locks or KeyedLocks()
 
     # -- writes ---------------------------------------------------------------------------------------------
 

@@ -118,7 +118,7 @@ class VerificationService:
             ref_vector = ref_analysis.embedding
         else:
             model_id = next((a.model_id for a in probe_analyses), "")
-            ref_vector = await self._enrolled_vector(str(tenant), str(reference_id), model_id)
+            ref_vector = await self.enrolled_vector(str(tenant), str(reference_id), model_id)
             ref = Reference("face", reference_id, None, model_id)
 
         results_out = [
@@ -141,7 +141,7 @@ class VerificationService:
             return ProbeResult(field, analysis, score, False, "below_threshold")
         return ProbeResult(field, analysis, score, True, None)
 
-    async def _enrolled_vector(self, tenant: str, face_id: str, model_id: str) -> np.ndarray:
+    async def enrolled_vector(self, tenant: str, face_id: str, model_id: str) -> np.ndarray:
         found = await self.index.vectors(tenant, model_id=model_id, face_id=face_id, max_rows=_FACE_ROWS)
         if found.records:
             return found.embeddings[0]
