@@ -69,6 +69,11 @@ class MLSettings(BaseSettings):
     spoof_local_model_path: Path | None = None
     spoof_hf_repo_id: str = ""
     spoof_threshold: float = Probability(default=0.5)
+    # The second Silent-Face model (MiniFASNetV1SE, a 4.0x crop). With it and spoof_fusion, the anti-spoof check
+    # averages both models' P(spoof) on the same decoded image and flags at spoof_fused_threshold (docs/LIVENESS.md).
+    spoof_v1se_local_model_path: Path | None = None
+    spoof_fusion: bool = True
+    spoof_fused_threshold: float = Probability(default=0.6)
     blur_local_model_path: Path | None = None
     blur_hf_repo_id: str = ""
     blur_threshold: float = Probability(default=0.5)
