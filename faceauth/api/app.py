@@ -24,6 +24,7 @@ from faceauth.liveness import routes as liveness
 from faceauth.liveness.service import MAX_FRAMES
 from faceauth.maintenance import start_sweep, stop_sweep
 from faceauth.ml_client import MLClient
+from faceauth.receipts import routes as receipts
 from faceauth.storage.objects import ObjectStore
 from faceauth.storage.vectors import FaceIndex
 from faceauth.subjects import routes as subjects
@@ -131,6 +132,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(image_links.router)  # signed links: no API key
     app.include_router(liveness.client_router)  # the browser client script: no API key
+    app.include_router(receipts.router)  # the receipts' public keys: no API key
     for router in (
         faces.router,
         clustering.router,

@@ -29,6 +29,7 @@ from faceauth.ml_client import MLClient
 from faceauth.photos.analyzer import PhotoAnalyzer
 from faceauth.photos.fetch import ImageFetcher
 from faceauth.photos.loader import PhotoLoader
+from faceauth.receipts.signing import ReceiptSigner
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.local import LocalObjectStore
 from faceauth.storage.milvus.index import MilvusFaceIndex
@@ -167,6 +168,7 @@ class Container:
         self.images = ImageService(ImageLinks(self.objects), self.objects, link_seconds=settings.image_link_seconds)
         self.key_store = KeyStore(self.objects)
         self.key_cache = KeyCache(self.key_store)
+        self.receipts = ReceiptSigner(self.objects)
 
         self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings)
         self.subjects = SubjectService(self.index, self.repository)
@@ -191,6 +193,7 @@ class Container:
             self.health,
             self.images,
             self.liveness,
+            self.receipts,
         )
         return {type(part): part for part in parts}
 

@@ -24,7 +24,17 @@ log = logging.getLogger(__name__)
 
 # Paths anyone may call: probes, metrics (expose only internally) and the API's own documentation.
 OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/liveness.js"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/liveness.js",
+        "/.well-known/jwks.json",
+    }
 )
 # How long a looked-up key is trusted before it is read again: a revocation takes effect within this time.
 _CACHE_SECONDS = 10.0

@@ -14,6 +14,8 @@ from faceauth.liveness import schemas
 from faceauth.liveness.challenge import PROMPTS
 from faceauth.liveness.service import MAX_FRAMES, MIN_FRAMES, Collected, Decision, LivenessService
 from faceauth.photos.deps import mixed_photos
+from faceauth.receipts.claims import receipt_claims
+from faceauth.receipts.routes import ReceiptForm, ReceiptSignerDep
 from faceauth.web.deps import ScopedTenantForm, SettingsDep, provided
 from faceauth.web.params import PHOTO_ERRORS, error
 
@@ -69,6 +71,7 @@ async def submit_frames(
     session_id: SessionIdPath,
     service: LivenessServiceDep,
     settings: SettingsDep,
+    signer: ReceiptSignerDep,
     tenant: ScopedTenantForm,
     frames: Annotated[list[UploadFile], File(description="JPEG frames, in capture order")] = [],  # noqa: B006
     frames_b64: Annotated[list[str], Form(description="or: the frames as base64")] = [],  # noqa: B006
@@ -76,12 +79,39 @@ async def submit_frames(
         list[float], Form(description="capture time of each frame in ms (any clock, e.g. Date.now()), in order")
     ] = [],  # noqa: B006
     final: Annotated[bool, Form(description="false: keep these frames and wait for more")] = True,
+    receipt: ReceiptForm = False,
 ):
     photos = await mixed_photos(settings.max_image_bytes, ("frames", frames), ("frames_b64", frames_b64), ("", []))
     result = await service.submit(tenant, session_id, photos, timestamps, final=final)
     if isinstance(result, Collected):
         return schemas.FramesResponse(session_id=session_id, decided=False, frames_received=len(result.session.frames))
-    return _decision(result)
+    answer = _decision(result)
+    if receipt:
+        answer.receipt = await signer.sign(_liveness_receipt(tenant, result, answer))
+    return answer
+
+
+def _liveness_receipt(tenant: str, decision: Decision, answer: schemas.FramesResponse) -> dict:
+    v = decision.verification
+    frames = [f for f in decision.session.frames if f.face]
+    return receipt_claims(
+        "liveness",
+        tenant,
+        session_id=decision.session.session_id,
+        live=decision.live,
+        score=decision.score,
+        reasons=decision.reasons,
+        challenge=list(decision.session.challenge),
+        steps=[s.model_dump() for s in answer.steps or []],
+        verification=None if v is None else answer.verification.model_dump(),  # type: ignore[union-attr]
+        matched=None if v is None else v.matched,
+        subject_id=decision.session.subject_id,
+        face_id=None if v is None else v.face_id,
+        threshold=None if v is None else v.threshold,
+        model_id=frames[0].model_id if frames else None,
+        antispoof={"spoof_probability": [round(f.p_spoof, 4) for f in decision.session.frames]},
+        probe_sha256=[f.digest for f in decision.session.frames],
+    )
 
 
 def _decision(decision: Decision) -> schemas.FramesResponse:

@@ -65,3 +65,4 @@ class FramesResponse(Answer):
     verification: VerificationOut | None = Field(
         None, description="With subject_id / reference_id: the best frame verified against the enrolled person."
     )
+    receipt: str | None = Field(None, description="With receipt=true: the signed decision (docs/LIVENESS.md).")

@@ -8,7 +8,8 @@ The answer is a match when at least `min_matches` probes match.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +33,7 @@ class ProbeResult:
     score: float | None  # None: no usable face in the probe
     matched: bool
     reason: str | None  # why it did not count, when it did not
+    sha256: str = ""  # of the probe's bytes
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,11 @@ class VerificationService:
             ref = Reference("face", reference_id, None, model_id)
 
         results_out = [
-            self._judge(source.field, analysis, ref_vector, threshold, require_quality)
-            for source, analysis in zip(probes, probe_analyses, strict=True)
+            replace(
+                self._judge(source.field, analysis, ref_vector, threshold, require_quality),
+                sha256=hashlib.sha256(loaded.image).hexdigest(),  # type: ignore[union-attr]
+            )
+            for source, analysis, loaded in zip(probes, probe_analyses, results, strict=False)
         ]
         matches = sum(p.matched for p in results_out)
         return Verdict(matches >= required, threshold, required, matches, results_out, ref)
