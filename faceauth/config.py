@@ -247,6 +247,13 @@ class APISettings(BaseSettings):
     # The frames' mean P(spoof) at or above this fails the session (one false alarm in a frame does not).
     liveness_spoof_threshold: float = Probability(default=0.5)
 
+    # -- replay detection (faceauth/replay/guard.py) -------------------------------------------------------------
+    # Fingerprints kept per subject (0: off everywhere), and for how long.
+    replay_window: int = Field(default=20, ge=0, le=1000)
+    replay_retention_days: float = Field(default=30.0, gt=0, le=3650)
+    # Tenants without replay detection, comma-separated.
+    replay_disabled_tenants: str = ""
+
     # -- images given by URL -------------------------------------------------------------------------------------
     # Hosts (names or IPs, optionally host:port) that may be fetched even when they resolve to a loopback or
     # private address. Comma-separated; empty: only public addresses.

@@ -30,6 +30,7 @@ from faceauth.photos.analyzer import PhotoAnalyzer
 from faceauth.photos.fetch import ImageFetcher
 from faceauth.photos.loader import PhotoLoader
 from faceauth.receipts.signing import ReceiptSigner
+from faceauth.replay.guard import ReplayGuard
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.local import LocalObjectStore
 from faceauth.storage.milvus.index import MilvusFaceIndex
@@ -170,14 +171,26 @@ class Container:
         self.key_cache = KeyCache(self.key_store)
         self.receipts = ReceiptSigner(self.objects)
 
-        self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings)
+        self.replay = ReplayGuard(
+            self.objects,
+            self.locks,
+            window=settings.replay_window,
+            retention_days=settings.replay_retention_days,
+            disabled={t.strip() for t in settings.replay_disabled_tenants.split(",") if t.strip()},
+        )
+        self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings, self.replay)
         self.subjects = SubjectService(self.index, self.repository)
-        self.verification = VerificationService(self.analyzer, self.index, settings)
+        self.verification = VerificationService(self.analyzer, self.index, settings, self.replay)
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects)
         self.health = HealthService(self.index, self.objects, self.ml)
         self.liveness = LivenessService(
-            SessionRepository(self.objects, self.locks), self.analyzer, self.index, self.verification, settings
+            SessionRepository(self.objects, self.locks),
+            self.analyzer,
+            self.index,
+            self.verification,
+            settings,
+            self.replay,
         )
         self.reembedder = Reembedder(self.repository, self.analyzer)
 

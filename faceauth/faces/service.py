@@ -20,6 +20,7 @@ from faceauth.images.service import ImageService
 from faceauth.kit.errors import AppError
 from faceauth.photos.analyzer import Analysed, PhotoAnalyzer
 from faceauth.photos.sources import Photo
+from faceauth.replay.guard import Fingerprint, ReplayGuard
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.records import Exclusion, FaceRecord, GroupBy, Match
 from faceauth.storage.vectors import FaceIndex
@@ -81,12 +82,14 @@ class FaceService:
         analyzer: PhotoAnalyzer,
         images: ImageService,
         settings: APISettings,
+        replay: ReplayGuard | None = None,
     ) -> None:
         self.repository = repository
         self.index = index
         self.analyzer = analyzer
         self.images = images
         self.settings = settings
+        self.replay = replay
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -223,6 +226,15 @@ class FaceService:
         matches = await self.index.search(
             tenant, analysis.embedding, model_id=analysis.model_id, limit=top_k, threshold=threshold, group_by=group_by
         )
+        if matches and self.replay is not None and self.replay.enabled(tenant):
+            best = matches[0]
+            enrolled = await self.index.vectors(tenant, model_id=analysis.model_id, face_id=best.face_id, max_rows=16)
+            fingerprint = Fingerprint.of(analysed.image, analysis)
+            subject = best.subject_id or best.face_id
+            if fingerprint is not None and await self.replay.check_and_record(
+                tenant, subject, fingerprint, list(enrolled.embeddings[:1])
+            ):
+                return SearchOutcome(analysis, [], "replayed_probe", digest)
         return SearchOutcome(analysis, matches, None, digest)
 
     async def detect(self, photo: Photo, *, tenant: str | None) -> dict[str, Any]:

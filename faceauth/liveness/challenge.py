@@ -54,6 +54,7 @@ class FrameFacts:
     quality: float = 0.0
     embedding: tuple[float, ...] = ()
     model_id: str = ""
+    landmarks: tuple[float, ...] = ()  # the 5 points, flattened (for replay fingerprints)
 
     @property
     def vector(self) -> np.ndarray:

@@ -19,6 +19,7 @@ Reason = Literal[
     "spoof_suspected",
     "wrong_step_order",
     "step_not_observed",
+    "replayed_probe",
 ]
 
 

@@ -19,6 +19,7 @@ from faceauth.liveness import challenge as ch
 from faceauth.liveness.repository import Session, SessionRepository, new_session_id
 from faceauth.photos.analyzer import Analysed, PhotoAnalyzer
 from faceauth.photos.sources import Photo
+from faceauth.replay.guard import Fingerprint, ReplayGuard
 from faceauth.storage.vectors import FaceIndex
 from faceauth.verification.service import VerificationService
 
@@ -63,7 +64,9 @@ class LivenessService:
         index: FaceIndex,
         verification: VerificationService,
         settings: APISettings,
+        replay: ReplayGuard | None = None,
     ) -> None:
+        self.replay = replay
         self.sessions = sessions
         self.analyzer = analyzer
         self.index = index
@@ -164,6 +167,7 @@ class LivenessService:
             quality=a.face.quality,
             embedding=tuple(float(x) for x in a.embedding),
             model_id=a.model_id,
+            landmarks=tuple(float(v) for point in a.face.landmarks for v in point),
         )
 
     def _refused(self, session: Session, reason: str) -> Decision:
@@ -193,12 +197,39 @@ class LivenessService:
                 reasons.append("wrong_step_order")
             else:
                 reasons.append("step_not_observed")
+        if await self._replayed(session):
+            reasons.append("replayed_probe")
         done = sum(s.observed for s in steps) / len(steps)
         score = round(done * live_probability * (1.0 if same and "static_frames" not in reasons else 0.0), 6)
         verification = None
         if best is not None and (session.subject_id or session.reference_id):
             verification = await self._verify(session, frames[best])
         return Decision(session, not reasons, score, reasons, steps, verification)
+
+    async def _replayed(self, session: Session) -> bool:
+        """A frame that repeats a recent probe of the session's subject, or its enrolment photo (sessions that name
+        a subject or a face only: without one there is no window to compare with)."""
+        named = session.subject_id or session.reference_id
+        if not named or self.replay is None or not self.replay.enabled(session.tenant):
+            return False
+        if session.subject_id:
+            face_ids = [r.face_id for r in await self.index.subject_faces(session.tenant, session.subject_id)]
+            subject = session.subject_id
+        else:
+            rows = await self.index.find(session.tenant, str(session.reference_id))
+            face_ids, subject = [str(session.reference_id)], rows[0].subject_id if rows else str(session.reference_id)
+        frames = [f for f in session.frames if f.face and f.landmarks]
+        if not frames:
+            return False
+        enrolled = []
+        for face_id in face_ids:
+            found = await self.index.vectors(session.tenant, model_id=frames[0].model_id, face_id=face_id, max_rows=16)
+            enrolled.extend(found.embeddings[:1])
+        replayed = False
+        for frame in frames:
+            fingerprint = Fingerprint.from_parts(frame.digest, frame.embedding, frame.landmarks)
+            replayed = await self.replay.check_and_record(session.tenant, subject, fingerprint, enrolled) or replayed
+        return replayed
 
     async def _verify(self, session: Session, frame: ch.FrameFacts) -> VerificationResult:
         threshold = self.settings.effective_verify_threshold

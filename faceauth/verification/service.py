@@ -19,6 +19,7 @@ from faceauth.faces.repository import face_not_found
 from faceauth.kit.errors import AppError
 from faceauth.photos.analyzer import PhotoAnalyzer
 from faceauth.photos.sources import Photo
+from faceauth.replay.guard import Fingerprint, ReplayGuard
 from faceauth.storage.vectors import FaceIndex
 
 MAX_PROBES = 5
@@ -60,10 +61,13 @@ def default_min_matches(probes: int) -> int:
 
 
 class VerificationService:
-    def __init__(self, analyzer: PhotoAnalyzer, index: FaceIndex, settings: APISettings) -> None:
+    def __init__(
+        self, analyzer: PhotoAnalyzer, index: FaceIndex, settings: APISettings, replay: ReplayGuard | None = None
+    ) -> None:
         self.analyzer = analyzer
         self.index = index
         self.settings = settings
+        self.replay = replay
 
     async def verify(
         self,
@@ -130,8 +134,27 @@ class VerificationService:
             )
             for source, analysis, loaded in zip(probes, probe_analyses, results, strict=False)
         ]
+        if reference_id is not None and self.replay is not None and self.replay.enabled(tenant):
+            results_out = await self._replays(str(tenant), str(reference_id), results_out, results, ref_vector)
         matches = sum(p.matched for p in results_out)
         return Verdict(matches >= required, threshold, required, matches, results_out, ref)
+
+    async def _replays(
+        self, tenant: str, face_id: str, judged: list[ProbeResult], loaded: list, ref_vector: np.ndarray
+    ) -> list[ProbeResult]:
+        """Probes that repeat a recent probe of the reference's subject, or its enrolment photo: not a match."""
+        assert self.replay is not None
+        rows = await self.index.find(tenant, face_id)
+        subject = rows[0].subject_id if rows else face_id
+        out = []
+        for result, item in zip(judged, loaded, strict=False):
+            fingerprint = Fingerprint.of(item.image, item.analysis)
+            if fingerprint is not None and await self.replay.check_and_record(
+                tenant, subject, fingerprint, [ref_vector]
+            ):
+                result = replace(result, matched=False, reason="replayed_probe")
+            out.append(result)
+        return out
 
     @staticmethod
     def _judge(
