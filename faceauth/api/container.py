@@ -19,6 +19,7 @@ from faceauth.config import APISettings
 from faceauth.faces.repository import FaceRepository
 from faceauth.faces.service import FaceService
 from faceauth.health.service import HealthService
+from faceauth.idempotency import IdempotentAnswers
 from faceauth.images.links import ImageLinks
 from faceauth.images.service import ImageService
 from faceauth.kit.locks import KeyedLocks
@@ -170,6 +171,7 @@ class Container:
         self.key_store = KeyStore(self.objects)
         self.key_cache = KeyCache(self.key_store)
         self.receipts = ReceiptSigner(self.objects)
+        self.idempotency = IdempotentAnswers(self.objects, self.locks)
 
         self.replay = ReplayGuard(
             self.objects,
@@ -207,6 +209,7 @@ class Container:
             self.images,
             self.liveness,
             self.receipts,
+            self.idempotency,
         )
         return {type(part): part for part in parts}
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from faceauth.contracts.ids import FACE_ID_MAX, ID_DOC, ID_PATTERN, TOP_K_MAX, is_valid_id
 from faceauth.faces import schemas
 from faceauth.faces.service import BatchItem, Enrolment, FaceService, SearchOutcome
+from faceauth.idempotency import IdempotencyKey, IdempotentAnswersDep
 from faceauth.kit.errors import AppError
 from faceauth.photos.deps import PhotoDep, batch_photos
 from faceauth.receipts.claims import receipt_claims
@@ -106,6 +107,7 @@ async def search(
     tenant: ScopedTenantForm,
     photo: PhotoDep,
     service: FaceServiceDep,
+    answers: IdempotentAnswersDep,
     settings: SettingsDep,
     signer: ReceiptSignerDep,
     id: Annotated[str | None, Form(description="an identifier for this query, echoed", max_length=256)] = None,
@@ -118,23 +120,30 @@ async def search(
     ] = "face",
     aligned: AlignedForm = False,
     receipt: ReceiptForm = False,
+    idempotency_key: IdempotencyKey = None,
 ):
     top_k = top_k or settings.search_default_top_k
     threshold = settings.milvus_search_threshold if threshold is None else threshold
-    outcome = await service.search(tenant, photo, top_k=top_k, threshold=threshold, group_by=group_by, aligned=aligned)
-    return schemas.SearchResponse(
-        queryId=id,
-        imageQualityAssessment=outcome.analysis.assessment(),
-        searchResult=schemas.SearchResult(
-            matches=[schemas.Match.of(m) for m in outcome.matches],
-            threshold=threshold,
-            top_k=top_k,
-            group_by=group_by,
-            model_id=outcome.analysis.model_id,
-            skipped_reason=outcome.skipped_reason,
-        ),
-        receipt=await signer.sign(_search_receipt(tenant, outcome, threshold)) if receipt else None,
-    )
+
+    async def decide():
+        outcome = await service.search(
+            tenant, photo, top_k=top_k, threshold=threshold, group_by=group_by, aligned=aligned
+        )
+        return schemas.SearchResponse(
+            queryId=id,
+            imageQualityAssessment=outcome.analysis.assessment(),
+            searchResult=schemas.SearchResult(
+                matches=[schemas.Match.of(m) for m in outcome.matches],
+                threshold=threshold,
+                top_k=top_k,
+                group_by=group_by,
+                model_id=outcome.analysis.model_id,
+                skipped_reason=outcome.skipped_reason,
+            ),
+            receipt=await signer.sign(_search_receipt(tenant, outcome, threshold)) if receipt else None,
+        )
+
+    return await answers.answer(idempotency_key, "search", tenant, decide)
 
 
 def _search_receipt(tenant: str, outcome: SearchOutcome, threshold: float) -> dict:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 from fastapi.responses import Response
 
 from faceauth.contracts.ids import FACE_ID_MAX, ID_PATTERN
+from faceauth.idempotency import IdempotencyKey, IdempotentAnswersDep
 from faceauth.liveness import schemas
 from faceauth.liveness.challenge import PROMPTS
 from faceauth.liveness.service import MAX_FRAMES, MIN_FRAMES, Collected, Decision, LivenessService
@@ -70,6 +71,7 @@ async def create_session(
 async def submit_frames(
     session_id: SessionIdPath,
     service: LivenessServiceDep,
+    answers: IdempotentAnswersDep,
     settings: SettingsDep,
     signer: ReceiptSignerDep,
     tenant: ScopedTenantForm,
@@ -80,15 +82,21 @@ async def submit_frames(
     ] = [],  # noqa: B006
     final: Annotated[bool, Form(description="false: keep these frames and wait for more")] = True,
     receipt: ReceiptForm = False,
+    idempotency_key: IdempotencyKey = None,
 ):
-    photos = await mixed_photos(settings.max_image_bytes, ("frames", frames), ("frames_b64", frames_b64), ("", []))
-    result = await service.submit(tenant, session_id, photos, timestamps, final=final)
-    if isinstance(result, Collected):
-        return schemas.FramesResponse(session_id=session_id, decided=False, frames_received=len(result.session.frames))
-    answer = _decision(result)
-    if receipt:
-        answer.receipt = await signer.sign(_liveness_receipt(tenant, result, answer))
-    return answer
+    async def decide():
+        photos = await mixed_photos(settings.max_image_bytes, ("frames", frames), ("frames_b64", frames_b64), ("", []))
+        result = await service.submit(tenant, session_id, photos, timestamps, final=final)
+        if isinstance(result, Collected):
+            return schemas.FramesResponse(
+                session_id=session_id, decided=False, frames_received=len(result.session.frames)
+            )
+        answer = _decision(result)
+        if receipt:
+            answer.receipt = await signer.sign(_liveness_receipt(tenant, result, answer))
+        return answer
+
+    return await answers.answer(idempotency_key, "liveness_frames", tenant, decide)
 
 
 def _liveness_receipt(tenant: str, decision: Decision, answer: schemas.FramesResponse) -> dict:

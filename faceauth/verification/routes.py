@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from faceauth.contracts.ids import FACE_ID_MAX, ID_DOC, ID_PATTERN
+from faceauth.idempotency import IdempotencyKey, IdempotentAnswersDep
 from faceauth.photos.deps import mixed_photos, one_photo
 from faceauth.photos.sources import Photo
 from faceauth.receipts.claims import receipt_claims
@@ -61,6 +62,7 @@ def _reference_out(verdict: Verdict) -> schemas.ReferenceOut:
 )
 async def verify(
     service: VerificationServiceDep,
+    answers: IdempotentAnswersDep,
     settings: SettingsDep,
     signer: ReceiptSignerDep,
     tenant: Annotated[str | None, optional_tenant_form("required with reference_id")],
@@ -89,36 +91,42 @@ async def verify(
     ] = True,
     aligned: AlignedForm = False,
     receipt: ReceiptForm = False,
+    idempotency_key: IdempotencyKey = None,
 ):
-    limit = settings.max_image_bytes
-    probe_photos = await mixed_photos(limit, ("probes", probes), ("probes_b64", probes_b64), ("probes_url", probes_url))
-    reference_photo = await one_photo(
-        limit,
-        ("reference", reference),
-        ("reference_b64", reference_b64),
-        ("reference_url", reference_url),
-        required=False,
-    )
-    verdict = await service.verify(
-        probe_photos,
-        tenant=tenant,
-        reference_id=reference_id,
-        reference=reference_photo,
-        threshold=threshold,
-        min_matches=min_matches,
-        require_quality=require_quality,
-        aligned=aligned,
-    )
-    return schemas.VerifyResponse(
-        matched=verdict.matched,
-        threshold=verdict.threshold,
-        min_matches=verdict.min_matches,
-        matches=verdict.matches,
-        model_id=verdict.reference.model_id,
-        reference=_reference_out(verdict),
-        probes=_probes_out(verdict),
-        receipt=await signer.sign(_verify_receipt(tenant, verdict)) if receipt else None,
-    )
+    async def decide():
+        limit = settings.max_image_bytes
+        probe_photos = await mixed_photos(
+            limit, ("probes", probes), ("probes_b64", probes_b64), ("probes_url", probes_url)
+        )
+        reference_photo = await one_photo(
+            limit,
+            ("reference", reference),
+            ("reference_b64", reference_b64),
+            ("reference_url", reference_url),
+            required=False,
+        )
+        verdict = await service.verify(
+            probe_photos,
+            tenant=tenant,
+            reference_id=reference_id,
+            reference=reference_photo,
+            threshold=threshold,
+            min_matches=min_matches,
+            require_quality=require_quality,
+            aligned=aligned,
+        )
+        return schemas.VerifyResponse(
+            matched=verdict.matched,
+            threshold=verdict.threshold,
+            min_matches=verdict.min_matches,
+            matches=verdict.matches,
+            model_id=verdict.reference.model_id,
+            reference=_reference_out(verdict),
+            probes=_probes_out(verdict),
+            receipt=await signer.sign(_verify_receipt(tenant, verdict)) if receipt else None,
+        )
+
+    return await answers.answer(idempotency_key, "verify", tenant, decide)
 
 
 def _verify_receipt(tenant: str | None, verdict: Verdict) -> dict:

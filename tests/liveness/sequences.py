@@ -103,11 +103,23 @@ def answerable_session(api, shots: list[Shot], **data) -> tuple[dict, list[Shot]
     pytest.fail("no challenge in 40 sessions could be answered with this person's photos")
 
 
-def send_frames(api, session: dict, images: list[bytes], *, final: bool = True, start_ms: float | None = None, **extra):
+def send_frames(
+    api,
+    session: dict,
+    images: list[bytes],
+    *,
+    final: bool = True,
+    start_ms: float | None = None,
+    headers_key: str | None = None,
+    **extra,
+):
+    """The frames with capture times 40 ms apart; `headers_key`: an Idempotency-Key."""
     start_ms = time.time() * 1000 - 50 * len(images) if start_ms is None else start_ms
     files = [("frames", (f"f{i}.jpg", image, "image/jpeg")) for i, image in enumerate(images)]
     data = {"tenant": "acme", "timestamps": [str(start_ms + 40 * i) for i in range(len(images))], "final": final}
-    return api.post(f"/v1/liveness/sessions/{session['session_id']}/frames", data={**data, **extra}, files=files)
+    headers = {"Idempotency-Key": headers_key} if headers_key else {}
+    url = f"/v1/liveness/sessions/{session['session_id']}/frames"
+    return api.post(url, data={**data, **extra}, files=files, headers=headers)
 
 
 def decided(response) -> dict:
