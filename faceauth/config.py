@@ -248,11 +248,14 @@ class APISettings(BaseSettings):
     liveness_spoof_threshold: float = Probability(default=0.5)
 
     # -- replay detection (faceauth/replay/guard.py) -------------------------------------------------------------
+    # The tenants it applies to, comma-separated ("*": every tenant); off by default, because it refuses a probe
+    # sent twice, which a check-in must never accept but a back-office search may well do on purpose.
+    replay_tenants: str = ""
+    # Tenants left out when replay_tenants is "*".
+    replay_disabled_tenants: str = ""
     # Fingerprints kept per subject (0: off everywhere), and for how long.
     replay_window: int = Field(default=20, ge=0, le=1000)
     replay_retention_days: float = Field(default=30.0, gt=0, le=3650)
-    # Tenants without replay detection, comma-separated.
-    replay_disabled_tenants: str = ""
 
     # -- images given by URL -------------------------------------------------------------------------------------
     # Hosts (names or IPs, optionally host:port) that may be fetched even when they resolve to a loopback or

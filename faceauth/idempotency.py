@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from faceauth.kit.locks import KeyedLocks
 from faceauth.storage.errors import ObjectNotFound
+from faceauth.storage.keys import key_segment
 from faceauth.storage.objects import ObjectStore
 from faceauth.web.deps import provided
 
@@ -50,7 +51,7 @@ class IdempotentAnswers:
         if key is None:
             return await compute()
         digest = hashlib.sha256(f"{route}\n{key}".encode()).hexdigest()[:40]
-        stored_key = f"{PREFIX}{tenant or '_admin'}/{digest}"
+        stored_key = f"{PREFIX}{key_segment(tenant) if tenant else '_admin'}/{digest}"
         async with self.locks.hold(("idempotency", stored_key)):
             kept = await self._read(stored_key)
             if kept is not None:

@@ -178,6 +178,7 @@ class Container:
             self.locks,
             window=settings.replay_window,
             retention_days=settings.replay_retention_days,
+            tenants={t.strip() for t in settings.replay_tenants.split(",") if t.strip()},
             disabled={t.strip() for t in settings.replay_disabled_tenants.split(",") if t.strip()},
         )
         self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings, self.replay)

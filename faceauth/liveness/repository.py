@@ -18,6 +18,7 @@ from faceauth.kit.errors import AppError
 from faceauth.kit.locks import KeyedLocks
 from faceauth.liveness.challenge import FrameFacts, Step
 from faceauth.storage.errors import ObjectNotFound
+from faceauth.storage.keys import key_segment
 from faceauth.storage.objects import ObjectStore
 
 # "_" never starts a tenant name: no tenant's faces can collide with this prefix.
@@ -51,7 +52,7 @@ def session_not_found(session_id: str) -> AppError:
 
 
 def _key(tenant: str, session_id: str) -> str:
-    return f"{SESSIONS_PREFIX}{tenant}/{session_id}"
+    return f"{SESSIONS_PREFIX}{key_segment(tenant)}/{session_id}"
 
 
 class SessionRepository:

@@ -22,6 +22,7 @@ import numpy as np
 from faceauth.contracts.analysis import Analysis
 from faceauth.kit.locks import KeyedLocks
 from faceauth.storage.errors import ObjectNotFound
+from faceauth.storage.keys import key_segment
 from faceauth.storage.objects import ObjectStore
 
 WINDOW_PREFIX = "_replay/"
@@ -65,16 +66,27 @@ class Fingerprint:
 
 class ReplayGuard:
     def __init__(
-        self, objects: ObjectStore, locks: KeyedLocks, *, window: int, retention_days: float, disabled: set[str]
+        self,
+        objects: ObjectStore,
+        locks: KeyedLocks,
+        *,
+        window: int,
+        retention_days: float,
+        tenants: set[str],
+        disabled: set[str],
     ) -> None:
+        """`tenants`: the tenants it applies to ("*": all), less `disabled`."""
         self.objects = objects
         self.locks = locks
         self.window = window
         self.retention_ms = retention_days * 86_400_000
+        self.tenants = tenants
         self.disabled = disabled
 
     def enabled(self, tenant: str | None) -> bool:
-        return bool(tenant) and tenant not in self.disabled and self.window > 0
+        if not tenant or tenant in self.disabled or self.window <= 0:
+            return False
+        return "*" in self.tenants or tenant in self.tenants
 
     async def check_and_record(
         self, tenant: str, subject_id: str, probe: Fingerprint, enrolled: list[np.ndarray]
@@ -85,7 +97,7 @@ class ReplayGuard:
             replayed = True
         else:
             replayed = False
-        key = f"{WINDOW_PREFIX}{tenant}/{hashlib.sha256(subject_id.encode()).hexdigest()[:32]}"
+        key = f"{WINDOW_PREFIX}{key_segment(tenant)}/{hashlib.sha256(subject_id.encode()).hexdigest()[:32]}"
         async with self.locks.hold(("replay", tenant, subject_id)):
             window = await self._read(key)
             replayed = replayed or any(probe.repeats(f) for f in window)

@@ -201,6 +201,11 @@ def test_bad_liveness_input_gets_a_clear_4xx(api, shots):
     # Another tenant's session is not found (an admin naming the wrong tenant sees nothing either).
     r = send_frames(api, session, [s.image for s in shots[:3]], tenant="other")
     assert code(r, 404) == "session_not_found"
+    # The longest tenant name fits the session's object key.
+    long_tenant = "t" * 256
+    created = api.post("/v1/liveness/sessions", data={"tenant": long_tenant})
+    assert created.status_code == 200, created.text
+    assert decided(send_frames(api, created.json(), [s.image for s in shots[:3]], tenant=long_tenant))["live"] is False
     # The session was not spent by any of these.
     assert send_frames(api, session, [s.image for s in shots[:3]]).json()["decided"] is True
 

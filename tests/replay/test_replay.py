@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
 
 from tests.apitest import enrol, search
 from tests.liveness.sequences import answerable_session, decided, send_frames
+
+
+@pytest.fixture
+def api(make_api):
+    """A Face API with replay detection on for every tenant."""
+    with make_api(replay_tenants="*") as client:
+        yield client
 
 
 def _verify(api, probe: bytes, tenant: str = "acme"):
@@ -51,7 +59,7 @@ def test_the_enrolment_photo_again_is_a_replay(api, people, photos):
 
 def test_search_flags_a_repeated_probe_and_a_tenant_can_turn_it_off(make_api, people, photos):
     probe = photos(people[0].probe_photo)
-    with make_api(replay_disabled_tenants="relaxed") as api:
+    with make_api(replay_tenants="*", replay_disabled_tenants="relaxed") as api:
         for tenant in ("acme", "relaxed"):
             assert enrol(api, tenant, "emp_1", photos(people[0].enrol_photo)).status_code == 200
         assert search(api, "acme", probe).json()["searchResult"]["matches"][0]["id"] == "emp_1"
@@ -59,6 +67,16 @@ def test_search_flags_a_repeated_probe_and_a_tenant_can_turn_it_off(make_api, pe
         for _ in range(2):
             assert search(api, "relaxed", probe).json()["searchResult"]["matches"][0]["id"] == "emp_1"
             assert _verify(api, probe, tenant="relaxed")["matched"] is True
+
+
+def test_replay_detection_is_off_unless_the_tenant_is_named(make_api, people, photos):
+    probe = photos(people[0].probe_photo)
+    with make_api(replay_tenants="acme") as api:
+        for tenant in ("acme", "other"):
+            assert enrol(api, tenant, "emp_1", photos(people[0].enrol_photo)).status_code == 200
+            _verify(api, probe, tenant=tenant)
+        assert _verify(api, probe, tenant="acme")["reason"] == "replayed_probe"
+        assert _verify(api, probe, tenant="other")["matched"] is True
 
 
 def test_the_window_keeps_fingerprints_not_images(api, people, photos):
