@@ -33,6 +33,7 @@ OPEN_PATHS = frozenset(
         "/redoc",
         "/openapi.json",
         "/liveness.js",
+        "/liveness.html",
         "/.well-known/jwks.json",
     }
 )

@@ -145,6 +145,13 @@ def _decision(decision: Decision) -> schemas.FramesResponse:
     )
 
 
+@client_router.get("/liveness.html", include_in_schema=False)
+async def liveness_page() -> Response:
+    """A demo page of the reference client (the tenant's key is typed in, or given in the URL's fragment)."""
+    page = resources.files("faceauth.liveness").joinpath("liveness.html").read_text()
+    return Response(page, media_type="text/html", headers={"Cache-Control": "no-store"})
+
+
 @client_router.get("/liveness.js", include_in_schema=False)
 async def liveness_js() -> Response:
     """The reference browser client (prompts, camera capture, upload); no key needed to load it."""

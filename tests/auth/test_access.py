@@ -36,7 +36,15 @@ def test_every_route_without_a_key_is_401_before_reading_the_body(make_api):
                 body = r.json()
                 assert body["error"]["code"] in {"unauthorized", "invalid_api_key"} and body["requestId"]
                 assert r.headers["www-authenticate"].startswith("Bearer")
-        for path in ("/healthz", "/readyz", "/openapi.json", "/docs", "/liveness.js", "/.well-known/jwks.json"):
+        for path in (
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/docs",
+            "/liveness.js",
+            "/liveness.html",
+            "/.well-known/jwks.json",
+        ):
             assert api.get(path).status_code == 200, path
 
 
