@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from faceauth.liveness.service import MAX_FRAMES
 from faceauth.maintenance import start_sweep, stop_sweep
 from faceauth.ml_client import MLClient
 from faceauth.receipts import routes as receipts
+from faceauth.storage.milvus.schema import IncompatibleCollection
 from faceauth.storage.objects import ObjectStore
 from faceauth.storage.vectors import FaceIndex
 from faceauth.subjects import routes as subjects
@@ -67,7 +69,13 @@ def create_app(
     async def lifespan(app: FastAPI):
         container = Container(settings, index=index, objects=objects, ml=ml)
         app.state.metrics.attach(container.index, container.objects, container.ml)
-        await container.open(wait_s=settings.startup_timeout_seconds)
+        try:
+            await container.open(wait_s=settings.startup_timeout_seconds)
+        except IncompatibleCollection as exc:
+            # A configuration problem (another model profile's dimension, say): one plain line a user reads,
+            # above the server's traceback.
+            print(f"faceauth: {exc}", file=sys.stderr, flush=True)
+            raise
         if settings.auth_disabled:
             log.warning("FACEAUTH_AUTH_DISABLED=true: the Face API accepts requests WITHOUT API keys (local use only)")
         app.state.container = container

