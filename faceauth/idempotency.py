@@ -4,7 +4,7 @@ again, without the decision being made (counted, logged, recorded in a replay wi
 Answers are kept in the object store (`_idempotency/<tenant>/<digest of route and key>`), so a retry that lands on
 another replica finds them too. Only successful (200) answers are kept: a request that failed may be retried and
 succeed. While the first request with a key is being answered, a retry with the same key waits for it (the keyed
-lock); across replicas two simultaneous first attempts can both run.
+lock, shared by every replica when coordination runs on Redis).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from faceauth.kit.locks import KeyedLocks
+from faceauth.coordination import Locks
 from faceauth.storage.errors import ObjectNotFound
 from faceauth.storage.keys import key_segment
 from faceauth.storage.objects import ObjectStore
@@ -41,7 +41,7 @@ IdempotencyKey = Annotated[
 
 
 class IdempotentAnswers:
-    def __init__(self, objects: ObjectStore, locks: KeyedLocks) -> None:
+    def __init__(self, objects: ObjectStore, locks: Locks) -> None:
         self.objects = objects
         self.locks = locks
 

@@ -2,8 +2,9 @@
 a session survives a restart and any replica can take its frames.
 
 A session is one JSON object, ``_liveness/<tenant>/<session id>``. Changes (frames appended, the single-use claim)
-are read-modify-write under the session's lock from `KeyedLocks`, the lock the face repository holds for per-face
-writes: whoever holds it reads the session fresh, so two concurrent final submissions cannot both claim it.
+are read-modify-write under the session's lock from the coordinator's `Locks`, the locks the face repository holds
+for per-face writes (shared by every replica on Redis): whoever holds it reads the session fresh, so two
+concurrent final submissions cannot both claim it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 
+from faceauth.coordination import Locks
 from faceauth.kit.errors import AppError
-from faceauth.kit.locks import KeyedLocks
 from faceauth.liveness.challenge import FrameFacts, Step
 from faceauth.storage.errors import ObjectNotFound
 from faceauth.storage.keys import key_segment
@@ -56,7 +57,7 @@ def _key(tenant: str, session_id: str) -> str:
 
 
 class SessionRepository:
-    def __init__(self, objects: ObjectStore, locks: KeyedLocks) -> None:
+    def __init__(self, objects: ObjectStore, locks: Locks) -> None:
         self.objects = objects
         self.locks = locks
 
@@ -75,11 +76,12 @@ class SessionRepository:
     @asynccontextmanager
     async def changing(self, tenant: str, session_id: str) -> AsyncIterator[SessionChange]:
         """The session read fresh under its lock; what the block sets as `change.session` is written back."""
-        async with self.locks.hold(("liveness", tenant, session_id)):
+        async with self.locks.hold(("liveness", tenant, session_id)) as lease:
             change = SessionChange(await self.get(tenant, session_id))
             before = change.session
             yield change
             if change.session is not before:
+                await lease.check()  # a claim made after the lease ran out could race another replica's
                 await self.objects.put(_key(tenant, session_id), change.session.to_json(), "application/json")
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from faceauth.contracts.analysis import Analysis
-from faceauth.kit.locks import KeyedLocks
+from faceauth.coordination import Locks
 from faceauth.storage.errors import ObjectNotFound
 from faceauth.storage.keys import key_segment
 from faceauth.storage.objects import ObjectStore
@@ -68,7 +68,7 @@ class ReplayGuard:
     def __init__(
         self,
         objects: ObjectStore,
-        locks: KeyedLocks,
+        locks: Locks,
         *,
         window: int,
         retention_days: float,
@@ -98,11 +98,12 @@ class ReplayGuard:
         else:
             replayed = False
         key = f"{WINDOW_PREFIX}{key_segment(tenant)}/{hashlib.sha256(subject_id.encode()).hexdigest()[:32]}"
-        async with self.locks.hold(("replay", tenant, subject_id)):
+        async with self.locks.hold(("replay", tenant, subject_id)) as lease:
             window = await self._read(key)
             replayed = replayed or any(probe.repeats(f) for f in window)
             cutoff = probe.at_ms - self.retention_ms
             kept = [f for f in window if f.at_ms >= cutoff and f.sha256 != probe.sha256][-(self.window - 1) :]
+            await lease.check()
             await self.objects.put(key, json.dumps([asdict(f) for f in [*kept, probe]]).encode(), "application/json")
         return replayed
 
