@@ -199,7 +199,9 @@ class Container:
             disabled={t.strip() for t in settings.replay_disabled_tenants.split(",") if t.strip()},
         )
         self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings, self.replay)
-        self.subjects = SubjectService(self.index, self.repository)
+        self.subjects = SubjectService(
+            self.index, self.repository, max_faces_per_subject=settings.max_faces_per_subject
+        )
         self.verification = VerificationService(self.analyzer, self.index, settings, self.replay)
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects)
