@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from faceauth.api.container import Container
+from faceauth.apikeys import routes as apikeys
 from faceauth.auth.cache import KeyCache
 from faceauth.auth.middleware import AuthMiddleware
 from faceauth.auth.ratelimit import FailureLimiter, RateLimiter
 from faceauth.clustering import routes as clustering
 from faceauth.config import APISettings, load_api_settings
+from faceauth.console.routes import PAGE_PREFIXES, install_pages
 from faceauth.coordination import open_coordinator
 from faceauth.faces import routes as faces
 from faceauth.health import routes as health
@@ -146,13 +148,14 @@ def create_app(
         or RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         key_cache=key_cache,
         failures=FailureLimiter(settings.auth_failures_per_second, settings.auth_failures_burst),
-        open_prefixes=(LINK_PATH,),  # signed image links: the signature is the permission
+        open_prefixes=(LINK_PATH, *PAGE_PREFIXES),  # signed image links (the signature is the permission), pages
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(image_links.router)  # signed links: no API key
     app.include_router(liveness.client_router)  # the browser client script: no API key
     app.include_router(receipts.router)  # the receipts' public keys: no API key
+    install_pages(app, settings)  # the console and kiosk pages: no API key to load, the key is given in them
     for router in (
         faces.router,
         clustering.router,
@@ -160,6 +163,8 @@ def create_app(
         subjects.router,
         tenants.router,
         liveness.router,
+        apikeys.router,
+        apikeys.caller_router,
     ):
         app.include_router(router, responses=ACCESS_ERRORS)
     install_metrics(app, FACE_API)  # last: its middleware is the outermost, timing everything

@@ -12,6 +12,7 @@ import logging
 import time
 from contextlib import AsyncExitStack
 
+from faceauth.apikeys.service import KeyService
 from faceauth.auth.cache import KeyCache
 from faceauth.auth.keys import KeyStore
 from faceauth.clustering.service import ClusterService
@@ -220,6 +221,7 @@ class Container:
             self.replay,
         )
         self.reembedder = Reembedder(self.repository, self.analyzer)
+        self.api_keys = KeyService(self.key_store, self.key_cache)
 
     @property
     def services(self) -> dict[type, object]:
@@ -235,6 +237,7 @@ class Container:
             self.liveness,
             self.receipts,
             self.idempotency,
+            self.api_keys,
         )
         return {type(part): part for part in parts}
 

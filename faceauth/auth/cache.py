@@ -35,6 +35,10 @@ class KeyCache:
         self._entries: OrderedDict[str, tuple[ApiKey | None, float]] = OrderedDict()  # least recently used first
         self._reads: dict[str, asyncio.Task[ApiKey | None]] = {}
 
+    def forget(self, key_id: str) -> None:
+        """Drop a cached key (revoked here: this replica refuses it at once; others within CACHE_SECONDS)."""
+        self._entries.pop(key_id, None)
+
     async def get(self, key_id: str) -> ApiKey | None:
         await self.keys.open()  # a no-op once open
         # A forged id never reaches the store, nor the cache: it cannot push real keys out.

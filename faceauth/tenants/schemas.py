@@ -16,3 +16,14 @@ class PurgeCounts(BaseModel):
 class PurgeResponse(Answer):
     tenant: str
     deleted: PurgeCounts
+
+
+class TenantCountOut(BaseModel):
+    tenant: str
+    faces: int = Field(description="Enrolled faces (distinct face ids).")
+    subjects: int = Field(description="Subjects (people) those faces belong to.")
+
+
+class TenantListResponse(Answer):
+    tenants: list[TenantCountOut] = Field(description="Every tenant with faces (admin key), or the key's own.")
+    complete: bool = Field(description="false: the index holds more rows than one count reads; the counts are partial")

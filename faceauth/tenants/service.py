@@ -15,6 +15,24 @@ from faceauth.storage.vectors import FaceIndex
 _DELETE_CONCURRENCY = 16
 
 
+# Rows read at most to count faces per tenant: counting is a scan of the index, fine for a console's overview of
+# up to this many rows; beyond it the counts say they are partial.
+COUNT_MAX_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class TenantCount:
+    tenant: str
+    faces: int  # distinct face ids
+    subjects: int  # distinct subject ids
+
+
+@dataclass(frozen=True)
+class TenantCounts:
+    tenants: list[TenantCount]
+    complete: bool  # False: more than COUNT_MAX_ROWS rows, the counts are of the first ones only
+
+
 @dataclass(frozen=True)
 class PurgeReport:
     vectors: int  # vector rows removed
@@ -26,6 +44,26 @@ class TenantService:
     def __init__(self, index: FaceIndex, objects: ObjectStore) -> None:
         self.index = index
         self.objects = objects
+
+    async def counts(self, tenant: str | None, *, max_rows: int = COUNT_MAX_ROWS) -> TenantCounts:
+        """Faces and subjects of every tenant (`tenant` None) or of one, from a scan of the index's rows."""
+        faces: dict[str, set[str]] = {}
+        subjects: dict[str, set[str]] = {}
+        after, seen = None, 0
+        while seen < max_rows:
+            rows = await self.index.scan_rows(after=after, limit=min(1000, max_rows - seen))
+            if not rows:
+                break
+            seen += len(rows)
+            after = rows[-1].row_id
+            for row in rows:
+                if tenant is None or row.tenant == tenant:
+                    faces.setdefault(row.tenant, set()).add(row.face_id)
+                    subjects.setdefault(row.tenant, set()).add(row.subject_id)
+        else:
+            complete = not await self.index.scan_rows(after=after, limit=1)
+            return TenantCounts(_counted(faces, subjects, tenant), complete)
+        return TenantCounts(_counted(faces, subjects, tenant), True)
 
     async def purge(self, tenant: str) -> PurgeReport:
         """Vectors first (nothing of the tenant matches any more), then the images. Idempotent: a purge that
@@ -48,3 +86,8 @@ class TenantService:
             ) from None
         faces = {key.split("/")[1] for key in keys if key.count("/") >= 2}
         return PurgeReport(vectors=vectors, images=len(keys), faces=len(faces))
+
+
+def _counted(faces: dict[str, set[str]], subjects: dict[str, set[str]], tenant: str | None) -> list[TenantCount]:
+    names = sorted(faces) if tenant is None else [tenant]  # a tenant key sees its own tenant, even when empty
+    return [TenantCount(t, len(faces.get(t, ())), len(subjects.get(t, ()))) for t in names]

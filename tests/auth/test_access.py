@@ -105,6 +105,10 @@ def _requests_naming(tenant: str, face_id: str, photo: bytes) -> dict[tuple[str,
             "data": {"tenant": tenant, "timestamps": ["1", "2", "3"]},
             "files": [("frames", (f"{i}.jpg", photo)) for i in range(3)],
         },
+        # Key management is for admin keys only: a tenant key is refused whatever it names.
+        ("GET", "/v1/keys"): {},
+        ("POST", "/v1/keys"): {"json": {"tenant": tenant, "name": "x"}},
+        ("DELETE", "/v1/keys/{key_id}"): {},
     }
 
 
@@ -112,7 +116,7 @@ def test_a_tenant_key_on_another_tenant_is_403_on_every_route_and_reveals_nothin
     api = two_tenants
     # Routes that take no tenant act on no stored data (or on the key's own tenant): listed, so a new route
     # must be placed in one group or the other.
-    no_tenant = {("POST", "/compare-faces")}
+    no_tenant = {("POST", "/compare-faces"), ("GET", "/v1/caller"), ("GET", "/v1/tenants")}
     answers = {}
     for face_id in ("emp_1", "nobody"):
         cases = _requests_naming("bravo", face_id, photos(people[0].probe_photo))
@@ -121,6 +125,7 @@ def test_a_tenant_key_on_another_tenant_is_403_on_every_route_and_reveals_nothin
         for (method, path), kwargs in cases.items():
             url = path.replace("{face_id}", face_id).replace("{subject_id}", face_id).replace("{tenant}", "bravo")
             url = url.replace("{session_id}", _SESSION_ID)
+            url = url.replace("{key_id}", "0123456789abcdef")
             r = api.request(method, url, **kwargs)
             assert r.status_code == 403, (method, path, r.text)
             answers.setdefault((method, path), set()).add(json.dumps(r.json()["error"], sort_keys=True))
@@ -139,6 +144,12 @@ def test_a_tenant_key_works_on_its_own_tenant_and_admin_only_calls_are_refused(t
     # A tenant key may not purge even its own tenant: erasure is an operator's (admin key) decision.
     r = api.delete("/v1/tenants/alpha")
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    # Routes that name no tenant answer about the key's own tenant only.
+    r = api.get("/v1/tenants")
+    assert r.status_code == 200 and [t["tenant"] for t in r.json()["tenants"]] == ["alpha"], r.text
+    assert r.json()["tenants"][0]["faces"] == 1
+    r = api.get("/v1/caller")
+    assert r.json()["tenant"] == "alpha" and r.json()["admin"] is False
     # Bearer works like X-Api-Key.
     token = api.headers.pop("X-Api-Key")
     r = api.get("/v1/faces/get/emp_9", params={"tenant": "alpha"}, headers={"Authorization": f"Bearer {token}"})

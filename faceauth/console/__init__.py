@@ -1,0 +1,1 @@
+"""The web console (/console) and the attendance kiosk (/kiosk): static pages that use the public REST API."""
