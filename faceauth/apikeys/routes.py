@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 caller_router = APIRouter(tags=["keys"])
 
 KeyServiceDep = Annotated[KeyService, Depends(provided(KeyService))]
-KeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="the key id (the part after fa_)")]
+KeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{16}([0-9a-f]{16})?$", description="the key id, after fa_")]
 
 
 def _out(key: ApiKey) -> dict:
