@@ -86,6 +86,11 @@ class MLSettings(BaseSettings):
     spoof_local_model_path: Path | None = None
     spoof_hf_repo_id: str = ""
     spoof_threshold: float = Probability(default=0.5)
+    # The second Silent-Face model (MiniFASNetV1SE, a 4.0x crop). With it and spoof_fusion, the anti-spoof check
+    # averages both models' P(spoof) on the same decoded image and flags at spoof_fused_threshold (docs/LIVENESS.md).
+    spoof_v1se_local_model_path: Path | None = None
+    spoof_fusion: bool = True
+    spoof_fused_threshold: float = Probability(default=0.6)
     blur_local_model_path: Path | None = None
     blur_hf_repo_id: str = ""
     blur_threshold: float = Probability(default=0.5)
@@ -284,6 +289,29 @@ class APISettings(BaseSettings):
     verify_threshold: float | None = None
     # /compare-faces: how many of the 3 front photos must match the back photo (2 or 3).
     compare_min_matches: int = 2
+
+    # -- active liveness (docs/LIVENESS.md) ----------------------------------------------------------------------
+    # A session's challenge must be answered within this time; the session then answers once.
+    liveness_session_seconds: float = Field(default=60.0, ge=1, le=600)
+    # A head turn counts when the yaw changes by this much from the frame where the previous step was seen;
+    # "look up" likewise for the pitch; "move closer" when the face's width in the frame grows by this factor.
+    liveness_yaw_degrees: float = Field(default=8.0, gt=0, le=60)
+    liveness_pitch_degrees: float = Field(default=8.0, gt=0, le=60)
+    liveness_closer_ratio: float = Field(default=1.25, gt=1.0, le=4.0)
+    # Every frame must show the person of the session's best frame at least this similar.
+    liveness_identity_threshold: float = Probability(default=0.4)
+    # The frames' mean P(spoof) at or above this fails the session (one false alarm in a frame does not).
+    liveness_spoof_threshold: float = Probability(default=0.5)
+
+    # -- replay detection (faceauth/replay/guard.py) -------------------------------------------------------------
+    # The tenants it applies to, comma-separated ("*": every tenant); off by default, because it refuses a probe
+    # sent twice, which a check-in must never accept but a back-office search may well do on purpose.
+    replay_tenants: str = ""
+    # Tenants left out when replay_tenants is "*".
+    replay_disabled_tenants: str = ""
+    # Fingerprints kept per subject (0: off everywhere), and for how long.
+    replay_window: int = Field(default=20, ge=0, le=1000)
+    replay_retention_days: float = Field(default=30.0, gt=0, le=3650)
 
     # -- images given by URL -------------------------------------------------------------------------------------
     # Hosts (names or IPs, optionally host:port) that may be fetched even when they resolve to a loopback or

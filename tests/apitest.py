@@ -130,3 +130,11 @@ def stored_keys(client: TestClient, prefix: str = "") -> list[str]:
 def stored_rows(client: TestClient, tenant: str, face_id: str) -> list:
     """Every vector row of (tenant, face_id) in the API's Milvus collection."""
     return client.portal.call(client.app.state.container.index.find, tenant, face_id)
+
+
+@pytest.fixture(scope="session")
+def shots(ml_service, people, photos):
+    """One person's photos with their head poses measured (tests/liveness/sequences.py)."""
+    from tests.liveness.sequences import measure_person
+
+    return measure_person(ml_service, people, photos)

@@ -25,8 +25,11 @@ from faceauth.kit.bodies import BodyLimitMiddleware, keep_uploads_in_memory
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import FACE_API, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
+from faceauth.liveness import routes as liveness
+from faceauth.liveness.service import MAX_FRAMES
 from faceauth.maintenance import start_sweep, stop_sweep
 from faceauth.ml_client import MLClient
+from faceauth.receipts import routes as receipts
 from faceauth.storage.milvus.schema import IncompatibleCollection
 from faceauth.storage.objects import ObjectStore
 from faceauth.storage.vectors import FaceIndex
@@ -110,7 +113,7 @@ def create_app(
         form_limits={
             # A text field may hold a whole photo as base64 (or a data: URL of one).
             "max_part_size": (settings.max_image_bytes // 3 + 1) * 4 + 1024,
-            "max_files": max(settings.max_batch, MAX_PROBES + 1),
+            "max_files": max(settings.max_batch, MAX_PROBES + 1, MAX_FRAMES),
             # ids, subject_ids and one photo field per batch item, plus the named fields.
             "max_fields": 3 * settings.max_batch + 32,
         },
@@ -135,6 +138,7 @@ def create_app(
             # Up to ~24 characters per JSON number (the cap is what 512-d vectors need, not a photo's size).
             "/v1/faces/cluster": settings.cluster_max_embeddings * settings.milvus_embedding_dim * 24 + framing,
         },
+        prefix_limits={"/v1/liveness/sessions/": MAX_FRAMES * settings.max_image_bytes + framing},
     )
     # Outermost last: request id, then the key check (before any body is read), then the body limits.
     app.add_middleware(
@@ -150,6 +154,8 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(image_links.router)  # signed links: no API key
+    app.include_router(liveness.client_router)  # the browser client script: no API key
+    app.include_router(receipts.router)  # the receipts' public keys: no API key
     install_pages(app, settings)  # the console and kiosk pages: no API key to load, the key is given in them
     for router in (
         faces.router,
@@ -157,6 +163,7 @@ def create_app(
         verification.router,
         subjects.router,
         tenants.router,
+        liveness.router,
         apikeys.router,
         apikeys.caller_router,
     ):

@@ -22,14 +22,19 @@ from faceauth.faces.repository import FaceRepository
 from faceauth.faces.service import FaceService
 from faceauth.health.presence import Presence
 from faceauth.health.service import HealthService
+from faceauth.idempotency import IdempotentAnswers
 from faceauth.images.links import ImageLinks
 from faceauth.images.service import ImageService
 from faceauth.kit.errors import AppError
+from faceauth.liveness.repository import SessionRepository
+from faceauth.liveness.service import LivenessService
 from faceauth.maintenance.reembed import Reembedder
 from faceauth.ml_client import MLClient
 from faceauth.photos.analyzer import PhotoAnalyzer
 from faceauth.photos.fetch import ImageFetcher
 from faceauth.photos.loader import PhotoLoader
+from faceauth.receipts.signing import ReceiptSigner
+from faceauth.replay.guard import ReplayGuard
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.local import LocalObjectStore
 from faceauth.storage.milvus.index import MilvusFaceIndex
@@ -172,22 +177,35 @@ class Container:
 
         self.loader = photo_loader(settings, self.objects)
         self.analyzer = PhotoAnalyzer(self.loader, self.ml)
+        # The coordinator's locks (shared by replicas on Redis) serve every per-key write: faces, liveness
+        # sessions' single-use claim, replay windows, idempotent answers.
+        self.locks = self.coordinator.locks
         self.repository = FaceRepository(
             self.index,
             self.objects,
             store_images=settings.store_images,
-            locks=self.coordinator.locks,
+            locks=self.locks,
             shared_locks=self.coordinator.shared,
         )
         self.images = ImageService(ImageLinks(self.objects), self.objects, link_seconds=settings.image_link_seconds)
         self.key_store = KeyStore(self.objects)
         self.key_cache = KeyCache(self.key_store)
+        self.receipts = ReceiptSigner(self.objects)
+        self.idempotency = IdempotentAnswers(self.objects, self.locks)
 
-        self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings)
+        self.replay = ReplayGuard(
+            self.objects,
+            self.locks,
+            window=settings.replay_window,
+            retention_days=settings.replay_retention_days,
+            tenants={t.strip() for t in settings.replay_tenants.split(",") if t.strip()},
+            disabled={t.strip() for t in settings.replay_disabled_tenants.split(",") if t.strip()},
+        )
+        self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings, self.replay)
         self.subjects = SubjectService(
             self.index, self.repository, max_faces_per_subject=settings.max_faces_per_subject
         )
-        self.verification = VerificationService(self.analyzer, self.index, settings)
+        self.verification = VerificationService(self.analyzer, self.index, settings, self.replay)
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects, self.key_store, drop_prefix=settings.image_url_s3_prefix)
         # Only a store other processes can share (S3) can have other replicas on it; the local folder is one host's.
@@ -200,6 +218,14 @@ class Container:
             coordinator=self.coordinator,
             presence=self.presence,
             cache_s=settings.readiness_cache_seconds,
+        )
+        self.liveness = LivenessService(
+            SessionRepository(self.objects, self.locks),
+            self.analyzer,
+            self.index,
+            self.verification,
+            settings,
+            self.replay,
         )
         self.reembedder = Reembedder(self.repository, self.analyzer)
         self.api_keys = KeyService(self.key_store, self.key_cache)
@@ -215,6 +241,9 @@ class Container:
             self.tenants,
             self.health,
             self.images,
+            self.liveness,
+            self.receipts,
+            self.idempotency,
             self.api_keys,
         )
         return {type(part): part for part in parts}

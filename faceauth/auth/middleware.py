@@ -25,7 +25,20 @@ from faceauth.storage.errors import StorageUnavailable
 log = logging.getLogger(__name__)
 
 # Paths anyone may call: probes, metrics (expose only internally) and the API's own documentation.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/liveness.js",
+        "/liveness.html",
+        "/.well-known/jwks.json",
+    }
+)
 
 
 def _client_address(scope: Scope) -> str:

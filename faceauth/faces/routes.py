@@ -9,9 +9,12 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
 from faceauth.contracts.ids import FACE_ID_MAX, ID_DOC, ID_PATTERN, TOP_K_MAX, is_valid_id
 from faceauth.faces import schemas
-from faceauth.faces.service import BatchItem, Enrolment, FaceService
+from faceauth.faces.service import BatchItem, Enrolment, FaceService, SearchOutcome
+from faceauth.idempotency import IdempotencyKey, IdempotentAnswersDep
 from faceauth.kit.errors import AppError
 from faceauth.photos.deps import PhotoDep, batch_photos
+from faceauth.receipts.claims import receipt_claims
+from faceauth.receipts.routes import ReceiptForm, ReceiptSignerDep
 from faceauth.web.deps import (
     AllowedAlignedForm,
     PrincipalDep,
@@ -112,8 +115,10 @@ async def search(
     tenant: ScopedTenantForm,
     photo: PhotoDep,
     service: FaceServiceDep,
+    answers: IdempotentAnswersDep,
     settings: SettingsDep,
     aligned: AllowedAlignedForm,
+    signer: ReceiptSignerDep,
     id: Annotated[str | None, Form(description="an identifier for this query, echoed", max_length=256)] = None,
     top_k: Annotated[int | None, Query(ge=1, le=TOP_K_MAX, description="1..100, default 5")] = None,
     threshold: Annotated[
@@ -122,21 +127,48 @@ async def search(
     group_by: Annotated[
         Literal["face", "subject"], Query(description="one match per face, or per subject with its best face")
     ] = "face",
+    receipt: ReceiptForm = False,
+    idempotency_key: IdempotencyKey = None,
 ):
     top_k = top_k or settings.search_default_top_k
     threshold = settings.milvus_search_threshold if threshold is None else threshold
-    outcome = await service.search(tenant, photo, top_k=top_k, threshold=threshold, group_by=group_by, aligned=aligned)
-    return schemas.SearchResponse(
-        queryId=id,
-        imageQualityAssessment=outcome.analysis.assessment(),
-        searchResult=schemas.SearchResult(
-            matches=[schemas.Match.of(m) for m in outcome.matches],
-            threshold=threshold,
-            top_k=top_k,
-            group_by=group_by,
-            model_id=outcome.analysis.model_id,
-            skipped_reason=outcome.skipped_reason,
-        ),
+
+    async def decide():
+        outcome = await service.search(
+            tenant, photo, top_k=top_k, threshold=threshold, group_by=group_by, aligned=aligned
+        )
+        return schemas.SearchResponse(
+            queryId=id,
+            imageQualityAssessment=outcome.analysis.assessment(),
+            searchResult=schemas.SearchResult(
+                matches=[schemas.Match.of(m) for m in outcome.matches],
+                threshold=threshold,
+                top_k=top_k,
+                group_by=group_by,
+                model_id=outcome.analysis.model_id,
+                skipped_reason=outcome.skipped_reason,
+            ),
+            receipt=await signer.sign(_search_receipt(tenant, outcome, threshold)) if receipt else None,
+        )
+
+    return await answers.answer(idempotency_key, "search", tenant, decide)
+
+
+def _search_receipt(tenant: str, outcome: SearchOutcome, threshold: float) -> dict:
+    best = outcome.matches[0] if outcome.matches else None
+    spoof = outcome.analysis.spoof
+    return receipt_claims(
+        "search",
+        tenant,
+        matched=best is not None,
+        face_id=best.face_id if best else None,
+        subject_id=(best.subject_id or best.face_id) if best else None,
+        score=round(best.score, 6) if best else None,
+        threshold=threshold,
+        model_id=outcome.analysis.model_id,
+        antispoof={"spoof_probability": None if spoof is None else spoof.probability},
+        probe_sha256=[outcome.probe_sha256],
+        skipped_reason=outcome.skipped_reason,
     )
 
 

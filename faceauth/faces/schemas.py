@@ -79,6 +79,7 @@ class SearchResponse(Answer):
     queryId: str | None = Field(None, description="The `id` form field, echoed.")
     imageQualityAssessment: ImageQualityAssessment
     searchResult: SearchResult
+    receipt: str | None = Field(None, description="With receipt=true: the signed decision (docs/LIVENESS.md).")
 
 
 class DetectResponse(Answer, DetectedFaces):

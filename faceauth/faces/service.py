@@ -7,6 +7,7 @@ which keeps a face in both stores or in neither): the checks an enrolment must p
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from faceauth.kit.errors import AppError
 from faceauth.photos.analyzer import Analysed, PhotoAnalyzer
 from faceauth.photos.metadata import without_metadata
 from faceauth.photos.sources import Photo
+from faceauth.replay.guard import Fingerprint, ReplayGuard
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.records import Exclusion, FaceRecord, GroupBy, Match
 from faceauth.storage.vectors import FaceIndex
@@ -55,6 +57,7 @@ class SearchOutcome:
     analysis: Analysis
     matches: list[Match]
     skipped_reason: str | None
+    probe_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,14 @@ class FaceService:
         analyzer: PhotoAnalyzer,
         images: ImageService,
         settings: APISettings,
+        replay: ReplayGuard | None = None,
     ) -> None:
         self.repository = repository
         self.index = index
         self.analyzer = analyzer
         self.images = images
         self.settings = settings
+        self.replay = replay
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -247,14 +252,24 @@ class FaceService:
         group_by: GroupBy = "face",
         aligned: bool = False,
     ) -> SearchOutcome:
-        analysis = (await self.analyzer.analyze(photo, tenant=tenant, aligned=aligned)).analysis
+        analysed = await self.analyzer.analyze(photo, tenant=tenant, aligned=aligned)
+        analysis, digest = analysed.analysis, hashlib.sha256(analysed.image).hexdigest()
         if not analysis.usable:
             # The reference answers 200 with no matches here; the assessment says why.
-            return SearchOutcome(analysis, [], "quality_check_failed")
+            return SearchOutcome(analysis, [], "quality_check_failed", digest)
         matches = await self.index.search(
             tenant, analysis.embedding, model_id=analysis.model_id, limit=top_k, threshold=threshold, group_by=group_by
         )
-        return SearchOutcome(analysis, matches, None)
+        if matches and self.replay is not None and self.replay.enabled(tenant):
+            best = matches[0]
+            enrolled = await self.index.vectors(tenant, model_id=analysis.model_id, face_id=best.face_id, max_rows=16)
+            fingerprint = Fingerprint.of(analysed.image, analysis)
+            subject = best.subject_id or best.face_id
+            if fingerprint is not None and await self.replay.check_and_record(
+                tenant, subject, fingerprint, list(enrolled.embeddings[:1])
+            ):
+                return SearchOutcome(analysis, [], "replayed_probe", digest)
+        return SearchOutcome(analysis, matches, None, digest)
 
     async def search_by_face(
         self, tenant: str, face_id: str, *, top_k: int, threshold: float, group_by: GroupBy

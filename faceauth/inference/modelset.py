@@ -20,6 +20,7 @@ from faceauth.inference.checks.blur import BlurCheck
 from faceauth.inference.checks.nsfw import NsfwCheck
 from faceauth.inference.checks.reference import ReferenceClassifierCheck
 from faceauth.inference.checks.spoof import SpoofCheck
+from faceauth.inference.checks.spoof_fusion import FusedSpoofCheck
 from faceauth.inference.models.detector import ScrfdDetector
 from faceauth.inference.models.embedder import ArcFaceEmbedder
 from faceauth.inference.models.minifasnet import MiniFASNetSpoof
@@ -155,7 +156,7 @@ class ModelSet:
             slot.state, slot.error = "off", "turned off (ML_SERVICE_NSFW_ENABLED, or the permissive profile)"
 
         spoof_path = settings.spoof_local_model_path or registry.default_spoof_path(settings.model_dir)
-        models._load("spoof", spoof_path, lambda: _check("spoof", spoof_path, settings))
+        models._load("spoof", spoof_path, lambda: _spoof_check(spoof_path, settings))
 
         blur_path = settings.blur_local_model_path
         models._load("blur", blur_path, lambda: _check("blur", blur_path, settings))
@@ -211,6 +212,25 @@ class ModelSet:
 def _license_of(model: Any) -> str | None:
     """A model's licence, or a check's model's."""
     return getattr(model, "license", None) or getattr(getattr(model, "model", None), "license", None)
+
+
+def _spoof_check(path: Path, settings: MLSettings) -> QualityCheck:
+    """The spoof slot's check: MiniFASNetV2 alone, or fused with MiniFASNetV1SE when its file is configured and
+    ML_SERVICE_SPOOF_FUSION is on (and the slot's own model is a MiniFASNet, not a reference classifier)."""
+    check = _check("spoof", path, settings)
+    second = settings.spoof_v1se_local_model_path
+    if not settings.spoof_fusion or type(check) is not SpoofCheck:
+        return check
+    if second is None:
+        log.warning("ML_SERVICE_SPOOF_FUSION is on but ML_SERVICE_SPOOF_V1SE_LOCAL_MODEL_PATH is not set: V2 alone")
+        return check
+    if not second.is_file():
+        raise FileNotFoundError(f"{second} does not exist (ML_SERVICE_SPOOF_V1SE_LOCAL_MODEL_PATH)")
+    session = create_session(second, device=settings.ml_device, intra_op_threads=settings.intra_op_threads)
+    model_id = f"{path.stem}@{registry.file_sha256(path)[:12]}+{second.stem}@{registry.file_sha256(second)[:12]}"
+    return FusedSpoofCheck(
+        check.model, MiniFASNetSpoof(session, name=second.name), settings.spoof_fused_threshold, model_id=model_id
+    )
 
 
 def _check(kind: CheckName, path: Path | None, settings: MLSettings) -> QualityCheck:

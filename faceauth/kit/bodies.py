@@ -25,17 +25,30 @@ class BodyTooLarge(AppError):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        path_limits: dict[str, int] | None = None,
+        prefix_limits: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        # Exact paths with their own limit (a batch route takes many images); every other path: max_bytes.
+        # Exact paths with their own limit (a batch route takes many images), then paths under a prefix (routes
+        # with an id in their path); every other path: max_bytes.
         self.path_limits = path_limits or {}
+        self.prefix_limits = prefix_limits or {}
+
+    def _limit(self, path: str) -> int:
+        if path in self.path_limits:
+            return self.path_limits[path]
+        return next((n for prefix, n in self.prefix_limits.items() if path.startswith(prefix)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
+        limit = self._limit(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await self._refuse(scope, receive, send, limit)  # before reading anything

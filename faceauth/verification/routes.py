@@ -7,8 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from faceauth.contracts.ids import FACE_ID_MAX, ID_DOC, ID_PATTERN
+from faceauth.idempotency import IdempotencyKey, IdempotentAnswersDep
 from faceauth.photos.deps import mixed_photos, one_photo
 from faceauth.photos.sources import Photo
+from faceauth.receipts.claims import receipt_claims
+from faceauth.receipts.routes import ReceiptForm, ReceiptSignerDep
 from faceauth.verification import schemas
 from faceauth.verification.service import MAX_PROBES, Verdict, VerificationService
 from faceauth.web.deps import AllowedAlignedForm, CallerTenant, SettingsDep, optional_tenant_form, provided
@@ -59,7 +62,9 @@ def _reference_out(verdict: Verdict) -> schemas.ReferenceOut:
 )
 async def verify(
     service: VerificationServiceDep,
+    answers: IdempotentAnswersDep,
     settings: SettingsDep,
+    signer: ReceiptSignerDep,
     tenant: Annotated[str | None, optional_tenant_form("required with reference_id")],
     aligned: AllowedAlignedForm,
     probes: Annotated[list[UploadFile], File(description=f"probe photos (1-{MAX_PROBES} in all)")] = [],  # noqa: B006
@@ -93,35 +98,65 @@ async def verify(
     require_quality: Annotated[
         bool, Form(description="a probe counts only if it passes the anti-spoof, blur and NSFW checks")
     ] = True,
+    receipt: ReceiptForm = False,
+    idempotency_key: IdempotencyKey = None,
 ):
-    limit = settings.max_image_bytes
-    probe_photos = await mixed_photos(limit, ("probes", probes), ("probes_b64", probes_b64), ("probes_url", probes_url))
-    reference_photo = await one_photo(
-        limit,
-        ("reference", reference),
-        ("reference_b64", reference_b64),
-        ("reference_url", reference_url),
-        required=False,
-    )
-    verdict = await service.verify(
-        probe_photos,
-        tenant=tenant,
-        reference_id=reference_id,
-        reference=reference_photo,
-        threshold=threshold,
-        min_matches=min_matches,
-        require_quality=require_quality,
-        aligned=aligned,
-        reference_subject_id=reference_subject_id,
-    )
-    return schemas.VerifyResponse(
+    async def decide():
+        limit = settings.max_image_bytes
+        probe_photos = await mixed_photos(
+            limit, ("probes", probes), ("probes_b64", probes_b64), ("probes_url", probes_url)
+        )
+        reference_photo = await one_photo(
+            limit,
+            ("reference", reference),
+            ("reference_b64", reference_b64),
+            ("reference_url", reference_url),
+            required=False,
+        )
+        verdict = await service.verify(
+            probe_photos,
+            tenant=tenant,
+            reference_id=reference_id,
+            reference=reference_photo,
+            threshold=threshold,
+            min_matches=min_matches,
+            require_quality=require_quality,
+            aligned=aligned,
+            reference_subject_id=reference_subject_id,
+        )
+        return schemas.VerifyResponse(
+            matched=verdict.matched,
+            threshold=verdict.threshold,
+            min_matches=verdict.min_matches,
+            matches=verdict.matches,
+            model_id=verdict.reference.model_id,
+            reference=_reference_out(verdict),
+            probes=_probes_out(verdict),
+            receipt=await signer.sign(_verify_receipt(tenant, verdict)) if receipt else None,
+        )
+
+    return await answers.answer(idempotency_key, "verify", tenant, decide)
+
+
+def _verify_receipt(tenant: str | None, verdict: Verdict) -> dict:
+    scores = [p.score for p in verdict.probes if p.score is not None]
+    return receipt_claims(
+        "verify",
+        tenant,
         matched=verdict.matched,
+        reference={"type": verdict.reference.kind, "id": verdict.reference.face_id},
+        score=round(max(scores), 6) if scores else None,
+        scores=[None if p.score is None else round(p.score, 6) for p in verdict.probes],
         threshold=verdict.threshold,
         min_matches=verdict.min_matches,
         matches=verdict.matches,
         model_id=verdict.reference.model_id,
-        reference=_reference_out(verdict),
-        probes=_probes_out(verdict),
+        antispoof={
+            "spoof_probability": [
+                None if p.analysis.spoof is None else p.analysis.spoof.probability for p in verdict.probes
+            ]
+        },
+        probe_sha256=[p.sha256 for p in verdict.probes],
     )
 
 

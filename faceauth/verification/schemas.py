@@ -43,6 +43,7 @@ class VerifyResponse(Answer):
     model_id: str
     reference: ReferenceOut
     probes: list[ProbeOut]
+    receipt: str | None = Field(None, description="With receipt=true: the signed decision (docs/LIVENESS.md).")
 
 
 class CompareFacesRequest(BaseModel):

@@ -8,7 +8,8 @@ The answer is a match when at least `min_matches` probes match.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from faceauth.faces.repository import face_not_found
 from faceauth.kit.errors import AppError
 from faceauth.photos.analyzer import PhotoAnalyzer
 from faceauth.photos.sources import Photo
+from faceauth.replay.guard import Fingerprint, ReplayGuard
 from faceauth.storage.vectors import FaceIndex
 
 MAX_PROBES = 5
@@ -32,6 +34,7 @@ class ProbeResult:
     score: float | None  # None: no usable face in the probe
     matched: bool
     reason: str | None  # why it did not count, when it did not
+    sha256: str = ""  # of the probe's bytes
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,13 @@ def default_min_matches(probes: int) -> int:
 
 
 class VerificationService:
-    def __init__(self, analyzer: PhotoAnalyzer, index: FaceIndex, settings: APISettings) -> None:
+    def __init__(
+        self, analyzer: PhotoAnalyzer, index: FaceIndex, settings: APISettings, replay: ReplayGuard | None = None
+    ) -> None:
         self.analyzer = analyzer
         self.index = index
         self.settings = settings
+        self.replay = replay
 
     async def verify(
         self,
@@ -125,15 +131,39 @@ class VerificationService:
             ref = Reference("subject", reference_subject_id, None, model_id)
         else:
             model_id = next((a.model_id for a in probe_analyses), "")
-            ref_vector = await self._enrolled_vector(str(tenant), str(reference_id), model_id)
+            ref_vector = await self.enrolled_vector(str(tenant), str(reference_id), model_id)
             ref = Reference("face", reference_id, None, model_id)
 
         results_out = [
-            self._judge(source.field, analysis, ref_vector, threshold, require_quality)
-            for source, analysis in zip(probes, probe_analyses, strict=True)
+            replace(
+                self._judge(source.field, analysis, ref_vector, threshold, require_quality),
+                sha256=hashlib.sha256(loaded.image).hexdigest(),  # type: ignore[union-attr]
+            )
+            for source, analysis, loaded in zip(probes, probe_analyses, results, strict=False)
         ]
+        if (reference_id or reference_subject_id) and self.replay is not None and self.replay.enabled(tenant):
+            subject = reference_subject_id or await self._subject_of(str(tenant), str(reference_id))
+            results_out = await self._replays(str(tenant), subject, results_out, results, ref_vector)
         matches = sum(p.matched for p in results_out)
         return Verdict(matches >= required, threshold, required, matches, results_out, ref)
+
+    async def _subject_of(self, tenant: str, face_id: str) -> str:
+        rows = await self.index.find(tenant, face_id)
+        return rows[0].subject_id if rows else face_id
+
+    async def _replays(
+        self, tenant: str, subject: str, judged: list[ProbeResult], loaded: list, ref_vector: np.ndarray
+    ) -> list[ProbeResult]:
+        """Probes that repeat a recent probe of the reference's subject, or its enrolment photo: not a match."""
+        assert self.replay is not None
+        enrolled = list(np.atleast_2d(ref_vector))  # one face's vector, or a subject's faces' rows
+        out = []
+        for result, item in zip(judged, loaded, strict=False):
+            fingerprint = Fingerprint.of(item.image, item.analysis)
+            if fingerprint is not None and await self.replay.check_and_record(tenant, subject, fingerprint, enrolled):
+                result = replace(result, matched=False, reason="replayed_probe")
+            out.append(result)
+        return out
 
     @staticmethod
     def _judge(
@@ -171,7 +201,7 @@ class VerificationService:
             )
         return np.stack(vectors)
 
-    async def _enrolled_vector(self, tenant: str, face_id: str, model_id: str) -> np.ndarray:
+    async def enrolled_vector(self, tenant: str, face_id: str, model_id: str) -> np.ndarray:
         found = await self.index.vectors(tenant, model_id=model_id, face_id=face_id, max_rows=_FACE_ROWS)
         if found.records:
             return found.embeddings[0]

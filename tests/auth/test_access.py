@@ -30,14 +30,27 @@ def test_every_route_without_a_key_is_401_before_reading_the_body(make_api):
         assert len(routes) >= 15
         for method, path in routes:
             url = path.replace("{face_id}", "x").replace("{subject_id}", "x").replace("{tenant}", "x")
+            url = url.replace("{session_id}", _SESSION_ID)
             for headers in ({}, {"X-Api-Key": "fa_0000000000000000_" + "A" * 43}, {"Authorization": "Basic abc"}):
                 r = api.request(method, url, headers=headers, content=b"x" * 100)
                 assert r.status_code == 401, (method, path, headers, r.text)
                 body = r.json()
                 assert body["error"]["code"] in {"unauthorized", "invalid_api_key"} and body["requestId"]
                 assert r.headers["www-authenticate"].startswith("Bearer")
-        for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
+        for path in (
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/docs",
+            "/liveness.js",
+            "/liveness.html",
+            "/.well-known/jwks.json",
+        ):
             assert api.get(path).status_code == 200, path
+
+
+# A well-formed liveness session id (the routes check its form before anything else).
+_SESSION_ID = "ls_" + "0" * 32
 
 
 @pytest.fixture
@@ -87,6 +100,11 @@ def _requests_naming(tenant: str, face_id: str, photo: bytes) -> dict[tuple[str,
         ("POST", "/v1/subjects/{subject_id}/merge"): {"params": {"tenant": tenant, "into": "other"}},
         ("POST", "/v1/subjects/{subject_id}/move-face"): {"params": {"tenant": tenant, "face_id": face_id}},
         ("DELETE", "/v1/tenants/{tenant}"): {},
+        ("POST", "/v1/liveness/sessions"): {"data": {"tenant": tenant, "subject_id": face_id}},
+        ("POST", "/v1/liveness/sessions/{session_id}/frames"): {
+            "data": {"tenant": tenant, "timestamps": ["1", "2", "3"]},
+            "files": [("frames", (f"{i}.jpg", photo)) for i in range(3)],
+        },
         # Key management is for admin keys only: a tenant key is refused whatever it names.
         ("GET", "/v1/keys"): {},
         ("POST", "/v1/keys"): {"json": {"tenant": tenant, "name": "x"}},
@@ -106,6 +124,7 @@ def test_a_tenant_key_on_another_tenant_is_403_on_every_route_and_reveals_nothin
         assert routes == set(cases) | no_tenant, routes ^ (set(cases) | no_tenant)
         for (method, path), kwargs in cases.items():
             url = path.replace("{face_id}", face_id).replace("{subject_id}", face_id).replace("{tenant}", "bravo")
+            url = url.replace("{session_id}", _SESSION_ID)
             url = url.replace("{key_id}", "0123456789abcdef")
             r = api.request(method, url, **kwargs)
             assert r.status_code == 403, (method, path, r.text)

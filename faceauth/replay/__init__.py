@@ -1,0 +1,1 @@
+"""Replay detection: a probe that is a recent probe of the same subject (or its enrolment photo) again."""
