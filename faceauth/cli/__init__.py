@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from faceauth.cli import keys, maintenance, models
+from faceauth.cli import client, importer, keys, maintenance, models
 from faceauth.cli.services import register as register_services
 from faceauth.cli.services import run_api, run_ml, run_up
 from faceauth.config import SettingsError
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(sub)
     maintenance.register(sub)
     models.register(sub)
+    client.register(sub)
+    importer.register(sub)
     return parser
 
 
