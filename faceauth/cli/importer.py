@@ -186,12 +186,12 @@ async def _enrol_all(
                 record(item, None)
             else:
                 err = result.error
-                record(
-                    item,
-                    FaceAuthError(result.status, err.code if err else "error", err.message if err else "", details=None)
-                    if result.status != 409 or not err or err.code != "face_already_exists"
-                    else ConflictError(409, "face_already_exists", err.message),
-                )
+                code, message = (err.code, err.message) if err else ("error", "")
+                details = (err.details if err else None) or {}
+                if not details.get("failed_checks") and result.imageQualityAssessment is not None:
+                    details = {**details, "failed_checks": list(result.imageQualityAssessment.reasons)}
+                cls = ConflictError if code == "face_already_exists" else FaceAuthError
+                record(item, cls(result.status, code, message, details=details))
 
     async def worker() -> None:
         while not stop.is_set():
@@ -220,17 +220,10 @@ def _write_report(path: Path, refusals: list[Refusal]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(REPORT_FIELDS)
-        for r in refusals:
-            writer.writerow(
-                [
-                    r.item.source,
-                    r.item.subject_id,
-                    r.item.face_id,
-                    "" if r.status is None else r.status,
-                    r.code,
-                    r.message,
-                ]
-            )
+        for r in sorted(refusals, key=lambda r: r.item.source):
+            status = "" if r.status is None else r.status
+            checks = " ".join(r.failed_checks)
+            writer.writerow([r.item.source, r.item.subject_id, r.item.face_id, status, r.code, checks, r.message])
 
 
 async def run_import(args: argparse.Namespace) -> int:

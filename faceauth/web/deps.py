@@ -75,7 +75,7 @@ def _implied(principal: Principal, tenant: str | None) -> str:
     if scoped is None:
         raise AppError(
             422,
-            "tenant_required",
+            "validation_error",
             "an admin API key must name the tenant it acts for (tenant=)",
             details={"field": "tenant"},
         )

@@ -92,7 +92,7 @@ def test_each_refusal_raises_its_typed_error_with_the_code(acme, running_api, pe
     with FaceAuthClient(running_api.url, running_api.admin_key) as admin:
         with pytest.raises(InvalidRequestError) as caught:
             admin.get("sdk_carol")  # an admin key names the tenant it acts for
-        assert caught.value.code == "tenant_required"
+        assert caught.value.code == "validation_error" and caught.value.details["field"] == "tenant"
         assert admin.get("sdk_carol", tenant="acme").tenant == "acme"
 
 

@@ -1,5 +1,5 @@
-"""A Face API process (`faceauth api`, embedded milvus-lite and local images, as `faceauth up` runs it) against the
-session's real ML service, and API keys made with the `faceauth keys` command."""
+"""The `running_api` fixture: a Face API process (`faceauth api`, embedded milvus-lite and local images, as
+`faceauth up` runs it) against the session's real ML service, and API keys made with `faceauth keys create`."""
 
 from __future__ import annotations
 
