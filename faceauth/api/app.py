@@ -17,6 +17,7 @@ from faceauth.health import routes as health
 from faceauth.images import routes as image_links
 from faceauth.images.links import LINK_PATH
 from faceauth.kit.bodies import BodyLimitMiddleware, keep_uploads_in_memory
+from faceauth.kit.docs import DOCS_ASSETS, install_offline_docs
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import FACE_API, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
@@ -88,6 +89,8 @@ def create_app(
         version=settings.api_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package instead (install_offline_docs)
+        redoc_url=None,
         form_limits={
             # A text field may hold a whole photo as base64 (or a data: URL of one).
             "max_part_size": (settings.max_image_bytes // 3 + 1) * 4 + 1024,
@@ -104,6 +107,7 @@ def create_app(
 
     install_error_handlers(app)
     install_failure_handlers(app)
+    install_offline_docs(app)
     keep_uploads_in_memory(settings.max_image_bytes)
     # Photos plus the form fields and multipart framing; routes that take several photos get room for them.
     framing = 64 * 1024
@@ -122,7 +126,7 @@ def create_app(
         disabled=settings.auth_disabled,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         key_cache=key_cache,
-        open_prefixes=(LINK_PATH,),  # signed image links: the signature is the permission
+        open_prefixes=(LINK_PATH, DOCS_ASSETS),  # signed image links: the signature is the permission
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
