@@ -22,6 +22,9 @@ FACE_PACKS = ("buffalo_s", "buffalo_l", "antelopev2", "auraface")
 # Cosine similarity above which two faces are taken as the same person, for the default model (buffalo_s,
 # w600k_mbf). Chosen from the labelled pairs: see docs/THRESHOLDS.md before changing it.
 DEFAULT_MATCH_THRESHOLD = 0.35
+# Each model profile's calibrated match threshold (cosine), which `faceauth up` gives the Face API unless
+# FACEAUTH_MILVUS_SEARCH_THRESHOLD is set (docs/MODELS.md, measured with `python -m bench.calibrate`).
+PROFILE_MATCH_THRESHOLDS = {"default": DEFAULT_MATCH_THRESHOLD, "permissive": 0.92}
 
 
 def Probability(default: float):  # reads as a type in the field declarations
@@ -46,8 +49,14 @@ class MLSettings(BaseSettings):
     # A model that no package ships (MiniFASNet) is downloaded once, checksummed, on first start.
     auto_fetch: bool = True
 
+    # Which model set the service loads (docs/MODELS.md): "default" (the face pack of ML_SERVICE_FACE_MODEL,
+    # InsightFace's research-only weights unless you set another pack, and NudeNet, AGPL-3.0) or "permissive"
+    # (dlib's CC0 detector landmarks and 128-d descriptor, MiniFASNet, the built-in blur classifier, no NSFW
+    # model unless you give one: every file allows commercial use and none is copyleft).
+    model_profile: Literal["default", "permissive"] = "default"
     face_model: str = "buffalo_s"
-    face_embedding_dim: int = Field(default=512, ge=64, le=4096)
+    # The dimension the embedder must make; unset: whatever the profile's embedder makes (512, dlib 128).
+    face_embedding_dim: int | None = Field(default=None, ge=64, le=4096)
     face_detection_width: int = Field(default=640, ge=64, le=2048)
     face_detection_height: int = Field(default=640, ge=64, le=2048)
     face_detection_threshold: float = Field(default=0.5, ge=0.05, le=1.0)
@@ -63,6 +72,9 @@ class MLSettings(BaseSettings):
     embedder_precision: Literal["fp32", "int8"] = "fp32"
     detector_precision: Literal["fp32", "int8"] = "fp32"
 
+    # The NSFW check: on in the default profile, off in the permissive one (its only built-in model, NudeNet, is
+    # AGPL-3.0). Off, answers say "nsfw" in skipped_checks and /v1/nsfw answers 503.
+    nsfw_enabled: bool | None = None
     nsfw_local_model_path: Path | None = None
     nsfw_hf_repo_id: str = ""
     nsfw_threshold: float = Probability(default=0.5)
@@ -118,6 +130,12 @@ class MLSettings(BaseSettings):
         if not value.strip():
             raise ValueError("must name a model pack")
         return value.strip()
+
+    @property
+    def nsfw_on(self) -> bool:
+        if self.nsfw_enabled is not None:
+            return self.nsfw_enabled
+        return self.model_profile == "default" or self.nsfw_local_model_path is not None
 
     @property
     def detection_size(self) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -23,6 +24,7 @@ from faceauth.kit.metrics import FACE_API, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
 from faceauth.maintenance import start_sweep, stop_sweep
 from faceauth.ml_client import MLClient
+from faceauth.storage.milvus.schema import IncompatibleCollection
 from faceauth.storage.objects import ObjectStore
 from faceauth.storage.vectors import FaceIndex
 from faceauth.subjects import routes as subjects
@@ -65,7 +67,13 @@ def create_app(
     async def lifespan(app: FastAPI):
         container = Container(settings, index=index, objects=objects, ml=ml)
         app.state.metrics.attach(container.index, container.objects, container.ml)
-        await container.open(wait_s=settings.startup_timeout_seconds)
+        try:
+            await container.open(wait_s=settings.startup_timeout_seconds)
+        except IncompatibleCollection as exc:
+            # A configuration problem (another model profile's dimension, say): one plain line a user reads,
+            # above the server's traceback.
+            print(f"faceauth: {exc}", file=sys.stderr, flush=True)
+            raise
         if settings.auth_disabled:
             log.warning("FACEAUTH_AUTH_DISABLED=true: the Face API accepts requests WITHOUT API keys (local use only)")
         app.state.container = container

@@ -42,9 +42,36 @@ def _reembed(args: argparse.Namespace) -> int:
 
     async def run(container: Container) -> int:
         model_id = (await container.ml.ready())["models"]["embedder"]["model_id"]
+        if args.from_collection:
+            return await _move(container, model_id)
         print(f"re-embedding faces of other models with {model_id} ...", flush=True)
         report = await container.reembedder.reembed_all(model_id, batch_size=args.batch_size)
         print(f"re-embedded {report.reembedded} face(s); {len(report.failed)} failed")
+        for face, code in sorted(report.failed.items()):
+            print(f"  {face}: {code}")
+        return 1 if report.failed else 0
+
+    async def _move(container: Container, model_id: str) -> int:
+        from faceauth.api.container import open_face_index
+
+        settings = container.settings.model_copy(
+            update={"milvus_collection": args.from_collection, "milvus_embedding_dim": args.from_dim}
+        )
+        source = open_face_index(settings)
+        await source.open()
+        try:
+            which = f"tenant {args.tenant}" if args.tenant else "every tenant"
+            print(
+                f"moving {which} from {args.from_collection} to {container.settings.milvus_collection}, "
+                f"re-embedded with {model_id} ...",
+                flush=True,
+            )
+            report = await container.reembedder.move_from(
+                source, model_id, tenant=args.tenant, batch_size=args.batch_size
+            )
+        finally:
+            await source.close()
+        print(f"moved {report.reembedded} face(s); {report.already_there} already there; {len(report.failed)} failed")
         for face, code in sorted(report.failed.items()):
             print(f"  {face}: {code}")
         return 1 if report.failed else 0
@@ -69,6 +96,13 @@ def _repair(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reembed", help="re-embed stored faces after an embedding-model change (the ML service runs)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--from-collection",
+        default=None,
+        help="move faces from this collection (another model profile) into FACEAUTH_MILVUS_COLLECTION",
+    )
+    p.add_argument("--from-dim", type=int, default=512, help="the embedding dimension of --from-collection")
+    p.add_argument("--tenant", default=None, help="with --from-collection: move only this tenant's faces")
     p.set_defaults(func=_reembed)
     p = sub.add_parser("repair", help="remove images without vector and vectors without image (all tenants)")
     p.set_defaults(func=_repair)

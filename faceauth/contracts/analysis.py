@@ -72,16 +72,17 @@ class Assessment(BaseModel):
     """The quality verdict of one photo (the Face API's `imageQualityAssessment`)."""
 
     passed: bool = Field(description="nsfw.is_safe and not spoof.is_spoof and blur.is_sharp (and a usable face).")
-    nsfw: NsfwResult
+    nsfw: NsfwResult | None = Field(description="null when the NSFW check is turned off (see skipped_checks).")
     spoof: SpoofResult | None = Field(description="null when there is no usable face.")
     blur: BlurResult | None = Field(description="null when there is no usable face.")
     face_detected: bool
     faces_count: int
     reasons: list[str] = Field(description="Why it did not pass: nsfw, spoof, blur, no_face, face_too_small, ...")
-    skipped_checks: list[Literal["spoof"]] = Field(
+    skipped_checks: list[Literal["nsfw", "spoof"]] = Field(
         default_factory=list,
         description="Checks that did not run and do not count in `passed`: with aligned=true, spoof (anti-spoofing "
-        "needs the surroundings of the face, which a tight crop does not have).",
+        "needs the surroundings of the face, which a tight crop does not have); nsfw when the deployment turned "
+        "it off (ML_SERVICE_NSFW_ENABLED=false, or the permissive model profile).",
     )
 
 

@@ -84,8 +84,9 @@ def create_app(settings: MLSettings | None = None, service: InferenceService | N
         app.state.service = service or load_service(settings)
         app.state.metrics.attach(app.state.service)
         owned = service is None
+        log.info("model profile %s", settings.model_profile)
         for name, slot in app.state.service.pipeline.models.slots.items():
-            log.info("model %-8s %-7s %s", name, slot.state, slot.model_id or slot.error)
+            log.info("model %-8s %-7s %s  licence: %s", name, slot.state, slot.model_id or slot.error, slot.license)
         try:
             yield
         finally:

@@ -41,11 +41,14 @@ _ONNX_NETWORKS = {"nsfw": NudeNetNsfw, "spoof": MiniFASNetSpoof}
 @dataclass
 class ModelSlot:
     name: SlotName
-    state: Literal["ready", "failed", "missing"] = "missing"
+    # "off": turned off for this deployment (ML_SERVICE_NSFW_ENABLED=false, or the permissive profile).
+    state: Literal["ready", "failed", "missing", "off"] = "missing"
     path: str | None = None
     model_id: str | None = None
     load_seconds: float | None = None
     error: str | None = None
+    # What the weights' licence allows (each model class says; docs/MODELS.md explains them).
+    license: str | None = None
     model: Any = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
@@ -53,6 +56,7 @@ class ModelSlot:
             "state": self.state,
             "path": self.path,
             "model_id": self.model_id,
+            "license": self.license,
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
             "error": self.error,
         }
@@ -90,6 +94,7 @@ class ModelSet:
             slot.model_id = getattr(slot.model, "model_id", None) or (
                 f"{path.stem}@{registry.file_sha256(path)[:12]}" if path else name
             )
+            slot.license = _license_of(slot.model)
             slot.state = "ready"
         except Exception as exc:
             slot.state = "missing" if isinstance(exc, FileNotFoundError) else "failed"
@@ -97,11 +102,69 @@ class ModelSet:
             log.error("model %s not loaded: %s", name, slot.error)
         slot.load_seconds = time.perf_counter() - started
 
+    def _check_dim(self, settings: MLSettings) -> None:
+        embedder = self.slots["embedder"].model
+        if embedder is None:
+            return
+        self.embedding_dim = embedder.dim
+        wanted = settings.face_embedding_dim
+        if wanted is not None and embedder.dim != wanted:
+            slot = self.slots["embedder"]
+            slot.state, slot.model = "failed", None
+            slot.error = f"{slot.model_id} makes {embedder.dim}-d vectors but ML_SERVICE_FACE_EMBEDDING_DIM={wanted}"
+
+    def _load_permissive_face_models(self, settings: MLSettings) -> None:
+        """dlib's HOG detector with its 5-point predictor and its ResNet descriptor (models/dlib_face.py)."""
+        from faceauth.inference.models import dlib_face
+
+        try:
+            weights = dlib_face.weights_dir()
+        except FileNotFoundError as exc:
+            for name in ("detector", "embedder"):
+                self.slots[name].error = str(exc)
+            return
+        predictor = weights / dlib_face.PREDICTOR_FILE
+        self._load(
+            "detector",
+            predictor,
+            lambda: dlib_face.DlibHogDetector(predictor, input_size=settings.detection_size),
+        )
+        descriptor = weights / dlib_face.DESCRIPTOR_FILE
+        self._load(
+            "embedder",
+            descriptor,
+            lambda: dlib_face.DlibResnetEmbedder(
+                descriptor, model_id=f"dlib/{descriptor.stem}@{registry.file_sha256(descriptor)[:12]}"
+            ),
+        )
+        self._check_dim(settings)
+
     @classmethod
     def load(cls, settings: MLSettings) -> ModelSet:
         models = cls()
-        device, threads = settings.ml_device, settings.intra_op_threads
+        if settings.model_profile == "permissive":
+            models._load_permissive_face_models(settings)
+        else:
+            models._load_face_pack(settings)
 
+        if settings.nsfw_on:
+            nsfw_path = settings.nsfw_local_model_path or registry.nudenet_model_path()
+            models._load("nsfw", nsfw_path, lambda: _check("nsfw", nsfw_path, settings))
+        else:
+            slot = models.slots["nsfw"]
+            slot.state, slot.error = "off", "turned off (ML_SERVICE_NSFW_ENABLED, or the permissive profile)"
+
+        spoof_path = settings.spoof_local_model_path or registry.default_spoof_path(settings.model_dir)
+        models._load("spoof", spoof_path, lambda: _check("spoof", spoof_path, settings))
+
+        blur_path = settings.blur_local_model_path
+        models._load("blur", blur_path, lambda: _check("blur", blur_path, settings))
+        return models
+
+    def _load_face_pack(self, settings: MLSettings) -> None:
+        """The SCRFD detector and ArcFace embedder of the face pack ML_SERVICE_FACE_MODEL names."""
+        models = self
+        device, threads = settings.ml_device, settings.intra_op_threads
         pack: registry.FacePack | None = None
         try:
             pack = registry.resolve_face_pack(settings.face_model, settings.model_dir)
@@ -129,6 +192,7 @@ class ModelSet:
                     create_session(embedder_path, device=device, intra_op_threads=threads),
                     name=embedder_path.name,
                     model_id=registry.embedder_model_id(pack, embedder_path),
+                    license=registry.pack_embedder_license(pack.name),
                 ),
             )
             for name, precision in (
@@ -141,26 +205,12 @@ class ModelSet:
                         f"{slot.error}: run `faceauth models quantize --calibration-dir <photos>` "
                         f"or set ML_SERVICE_{name.upper()}_PRECISION=fp32"
                     )
-            embedder = models.slots["embedder"].model
-            if embedder is not None:
-                models.embedding_dim = embedder.dim
-                if embedder.dim != settings.face_embedding_dim:
-                    slot = models.slots["embedder"]
-                    slot.state, slot.model = "failed", None
-                    slot.error = (
-                        f"{pack.embedder.name} makes {embedder.dim}-d vectors but "
-                        f"ML_SERVICE_FACE_EMBEDDING_DIM={settings.face_embedding_dim}"
-                    )
+            models._check_dim(settings)
 
-        nsfw_path = settings.nsfw_local_model_path or registry.nudenet_model_path()
-        models._load("nsfw", nsfw_path, lambda: _check("nsfw", nsfw_path, settings))
 
-        spoof_path = settings.spoof_local_model_path or registry.default_spoof_path(settings.model_dir)
-        models._load("spoof", spoof_path, lambda: _check("spoof", spoof_path, settings))
-
-        blur_path = settings.blur_local_model_path
-        models._load("blur", blur_path, lambda: _check("blur", blur_path, settings))
-        return models
+def _license_of(model: Any) -> str | None:
+    """A model's licence, or a check's model's."""
+    return getattr(model, "license", None) or getattr(getattr(model, "model", None), "license", None)
 
 
 def _check(kind: CheckName, path: Path | None, settings: MLSettings) -> QualityCheck:

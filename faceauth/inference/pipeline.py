@@ -29,11 +29,11 @@ import numpy as np
 
 from faceauth.config import MLSettings
 from faceauth.contracts.analysis import FaceIssue
-from faceauth.inference.alignment import align_face, crop_template_landmarks, crop_to_aligned
+from faceauth.inference.alignment import crop_template_landmarks
 from faceauth.inference.checks.base import CheckName, Pixels, QualityCheck
 from faceauth.inference.imaging import DecodedImage, decode_image, fit_long_side, working_copy
-from faceauth.inference.models.detector import Detection, DetectorInput, ScrfdDetector
-from faceauth.inference.models.embedder import ArcFaceEmbedder
+from faceauth.inference.models.detector import Detection, DetectorInput
+from faceauth.inference.models.protocols import FaceDetector, FaceEmbedder
 from faceauth.inference.modelset import CHECK_TYPES, ModelSet
 
 # What a request asks for: the embedding and the quality checks it reports.
@@ -65,8 +65,8 @@ class Step:
 class Plan:
     """What one request runs, resolved before any work is done (a missing model fails it at once)."""
 
-    detector: ScrfdDetector | None = None  # None: no face wanted, or aligned=true (the image is the face)
-    embedder: ArcFaceEmbedder | None = None
+    detector: FaceDetector | None = None  # None: no face wanted, or aligned=true (the image is the face)
+    embedder: FaceEmbedder | None = None
     checks: tuple[QualityCheck, ...] = ()
     all_faces: bool = False  # /v1/detect: every face (full-size detection), each with its sharpness if it can
     aligned: bool = False
@@ -175,12 +175,23 @@ class Pipeline:
         target = None if full_resolution else (self.settings.decode_target_side or None)
         return decode_image(data, max_pixels=self.settings.max_image_pixels, target_side=target)
 
-    def resolve(self, tasks: frozenset[Task], *, all_faces: bool = False, aligned: bool = False) -> Plan:
+    def resolve(
+        self,
+        tasks: frozenset[Task],
+        *,
+        all_faces: bool = False,
+        aligned: bool = False,
+        off: frozenset[CheckName] = frozenset(),
+    ) -> Plan:
         """Every model the request needs, so a missing one fails fast (503) before any work. The first missing
         one is the one named: the full-resolution checks (blur), the detector, the embedder, the other checks.
 
         aligned=true: the image is the face, so there is no detector, and a check that reads the face's
-        surroundings (anti-spoof) is skipped."""
+        surroundings (anti-spoof) is skipped.
+
+        A check turned off, for the deployment (its slot is "off", e.g. ML_SERVICE_NSFW_ENABLED=false) or for
+        this request (`off`: the hook for a tenant's policy), is skipped and named in `skipped_checks`, unless
+        it is the only thing asked for (its own endpoint then answers 503 naming it)."""
         models = self.models
         checks: dict[CheckName, QualityCheck] = {}
         skipped: list[CheckName] = []
@@ -197,7 +208,8 @@ class Pipeline:
         for name, kind in CHECK_TYPES.items():
             if kind.pixels == "native_face" or name not in tasks:
                 continue
-            if aligned and kind.needs_surroundings:
+            turned_off = (name in off or models.slots[name].state == "off") and tasks != {name}
+            if turned_off or (aligned and kind.needs_surroundings):
                 skipped.append(name)
             else:
                 checks[name] = models.require(name)
@@ -311,7 +323,8 @@ class Pipeline:
                 item.inputs[check.name] = check.model_input(image, face)
                 timer.lap(check.name)
             if plan.embedder is not None:
-                aligned_face = crop_to_aligned(image.rgb) if plan.aligned else align_face(image.rgb, face.landmarks)
+                embedder = plan.embedder
+                aligned_face = embedder.from_crop(image.rgb) if plan.aligned else embedder.align(image.rgb, face)
                 item.inputs["embed"] = aligned_face
                 timer.lap("embed")
 

@@ -137,10 +137,12 @@ async def healthz() -> schemas.HealthResponse:
 async def readyz(response: Response, service: ServiceDep) -> schemas.ReadyResponse:
     models = service.pipeline.models
     core_ready = models.ready("detector", "embedder")
-    all_ready = all(slot.state == "ready" for slot in models.slots.values())
+    all_ready = all(slot.state in ("ready", "off") for slot in models.slots.values())
     response.status_code = 200 if core_ready else 503
     return schemas.ReadyResponse(
         status="ok" if all_ready else "degraded" if core_ready else "unavailable",
+        profile=service.settings.model_profile,
+        embedding_dim=models.embedding_dim or 0,
         models={name: schemas.ModelState(**slot.public()) for name, slot in models.slots.items()},
         pool={"workers": service.pool.workers, "in_flight": service.pool.in_flight, "rejected": service.pool.rejected},
     )

@@ -65,15 +65,18 @@ class DetectResponse(Answer, DetectedFaces):
 
 
 class ModelState(BaseModel):
-    state: Literal["ready", "failed", "missing"]
+    state: Literal["ready", "failed", "missing", "off"]
     path: str | None
     model_id: str | None
+    license: str | None = Field(default=None, description="What the weights' licence allows (docs/MODELS.md).")
     load_seconds: float | None
     error: str | None
 
 
 class ReadyResponse(Answer):
     status: Literal["ok", "degraded", "unavailable"]
+    profile: str = Field(default="default", description="ML_SERVICE_MODEL_PROFILE")
+    embedding_dim: int = Field(default=0, description="The embedder's vector size (0: no embedder loaded)")
     models: dict[str, ModelState]
     pool: dict[str, int]
 

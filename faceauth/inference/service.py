@@ -194,7 +194,7 @@ class InferenceService:
         return {
             "face_detected": f.primary is not None,
             "embedding": f.embedding,
-            "embedding_dim": self.pipeline.models.embedding_dim or self.settings.face_embedding_dim,
+            "embedding_dim": self.pipeline.models.embedding_dim or self.settings.face_embedding_dim or 0,
             "model_id": self._model_id("embedder"),
             "face": None if f.primary is None else describe_face(f.image, f.primary),
             "faces_count": len(f.faces),

@@ -114,6 +114,13 @@ def resolve_face_pack(face_model: str, model_dir: Path) -> FacePack:
     raise ModelNotFound(f"face model pack {face_model!r} not found under {model_dir} ({hint})")
 
 
+def pack_embedder_license(pack_name: str) -> str:
+    """The licence of a face pack's embedder weights: AuraFace's are Apache-2.0, InsightFace's research-only."""
+    if pack_name == "auraface":
+        return "Apache-2.0 (AuraFace; its SCRFD detector is InsightFace's: non-commercial)"
+    return "InsightFace weights: non-commercial research use only"
+
+
 def default_spoof_path(model_dir: Path) -> Path:
     return model_dir / SPOOF_ARTIFACT / SPOOF_FILE
 

@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 _STRIDES = (8, 16, 32)
+INSIGHTFACE_WEIGHTS_LICENSE = "InsightFace weights: non-commercial research use only"
 _ANCHORS_PER_CELL = 2
 
 
@@ -24,6 +25,8 @@ class Detection:
     box: np.ndarray  # (4,) x1, y1, x2, y2
     score: float
     landmarks: np.ndarray  # (5, 2): left eye, right eye, nose, left mouth corner, right mouth corner (image left/right)
+    # The detector's own landmark set when an embedder aligns by it rather than by `landmarks` (dlib's 5 points).
+    points: np.ndarray | None = None
 
     @property
     def width(self) -> float:
@@ -38,7 +41,8 @@ class Detection:
         return max(self.width, 0.0) * max(self.height, 0.0)
 
     def scaled(self, factor: float) -> Detection:
-        return Detection(self.box * factor, self.score, self.landmarks * factor)
+        points = None if self.points is None else self.points * factor
+        return Detection(self.box * factor, self.score, self.landmarks * factor, points)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
 
 
 class ScrfdDetector:
+    license = INSIGHTFACE_WEIGHTS_LICENSE
+
     def __init__(
         self,
         session: ort.InferenceSession,

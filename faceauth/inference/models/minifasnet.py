@@ -37,6 +37,8 @@ def context_crop(rgb: np.ndarray, box: np.ndarray, scale: float = _CONTEXT_SCALE
 
 
 class MiniFASNetSpoof:
+    license = "Apache-2.0 (MiniFASNet, Silent-Face-Anti-Spoofing)"
+
     def __init__(self, session: ort.InferenceSession, *, name: str = "MiniFASNet model") -> None:
         self.session = session
         inp = self.session.get_inputs()[0]

@@ -63,6 +63,8 @@ def explicit_probability(output: np.ndarray) -> np.ndarray:
 
 
 class NudeNetNsfw:
+    license = "AGPL-3.0 (NudeNet 320n, the nudenet wheel): copyleft"
+
     def __init__(self, session: ort.InferenceSession, *, name: str = "320n.onnx") -> None:
         self.session = session
         out_shape = self.session.get_outputs()[0].shape

@@ -304,6 +304,8 @@ def noisy_or_logit(z_isotropic: float, z_motion: float) -> float:
 class SharpnessClassifier:
     """P(blurry) of a detected face; ``is_sharp = blur_probability(...) < threshold``."""
 
+    license = "MIT (faceauth's own calibrated classifier)"
+
     model_id = MODEL_ID
 
     def __init__(self, coefficients: dict | None = None) -> None:
