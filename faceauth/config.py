@@ -194,6 +194,22 @@ class APISettings(BaseSettings):
     # Session waits only for this process's last write; Strong waits for every write, also other API replicas'.
     milvus_consistency_level: Literal["Session", "Strong"] = "Session"
 
+    # -- coordination between replicas ----------------------------------------------------------------------------
+    # Empty: locks and rate limits live in this process (one replica). redis://host:6379/0 (rediss:// for TLS):
+    # every replica shares them through that Redis server (docs/SCALING.md).
+    coordination_url: str = Field(default="", pattern=r"^(|rediss?://\S+|unix://\S+)$")
+    # A lock's lease: a crashed replica's locks free themselves after this long; a holder renews it every third.
+    coordination_lease_seconds: float = Field(default=10.0, ge=1, le=300)
+    # How long a request waits for a lock another replica holds before answering 503 lock_timeout.
+    coordination_wait_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Per call to the coordination server: past this it counts as down (503 coordination_unavailable).
+    coordination_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Prefix of every key faceauth keeps there (several deployments may share one Redis).
+    coordination_prefix: str = Field(default="faceauth:", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
+    # How often each replica records itself in the S3 store (_replicas/), so that replicas sharing a store
+    # without FACEAUTH_COORDINATION_URL see each other and log an error. 0: never (and never on the local store).
+    presence_interval_seconds: float = Field(default=15.0, ge=0, le=3600)
+
     # -- images --------------------------------------------------------------------------------------------------
     # local: files under data_dir/images (embedded default). s3: any S3 server through the minio SDK.
     object_store: Literal["local", "s3"] = "local"

@@ -33,7 +33,7 @@ from faceauth.config import APISettings, MLSettings
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-SERVICES = {"api", "ml-inference", "milvus", "etcd", "minio"}
+SERVICES = {"api", "ml-inference", "milvus", "etcd", "minio", "redis"}
 TOKEN_VARIABLE = "ML_SERVICE_AUTH_TOKEN"
 
 
@@ -159,6 +159,7 @@ def test_published_ports(services):
         Port("127.0.0.1", 9001, 9001),
     ]
     assert published["etcd"] == []
+    assert published["redis"] == []  # reached by the api replicas only
     # No host port is published twice (Compose would fail to bind the second one).
     host_ports = [(p.host_ip, p.host_port) for ports in published.values() for p in ports]
     assert len(host_ports) == len(set(host_ports))
@@ -187,6 +188,7 @@ def test_every_service_has_a_healthcheck(services):
 def test_infrastructure_healthchecks_use_each_services_own_probe(services):
     assert services["milvus"]["healthcheck"]["test"] == ["CMD", "curl", "-f", "http://localhost:9091/healthz"]
     assert services["etcd"]["healthcheck"]["test"] == ["CMD", "etcdctl", "endpoint", "health"]
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     minio = " ".join(services["minio"]["healthcheck"]["test"][1:])
     assert "curl -f http://localhost:9000/minio/health/live" in minio
 
@@ -199,7 +201,7 @@ def test_app_healthchecks_target_the_service_port(services, name, port, path):
 
 
 def test_start_order_waits_for_healthy_dependencies(services):
-    expected = {"api": {"ml-inference", "milvus", "minio"}, "milvus": {"etcd", "minio"}}
+    expected = {"api": {"ml-inference", "milvus", "minio", "redis"}, "milvus": {"etcd", "minio"}}
     for name, deps in expected.items():
         assert set(services[name]["depends_on"]) == deps
     for name, svc in services.items():
@@ -378,6 +380,9 @@ def test_compose_environment_builds_valid_settings_that_fit_together(services, c
     host, port = api.minio_endpoint.split(":")
     assert host in services and int(port) == 9000
     assert api.minio_bucket == "faceauth"
+    # The replicas coordinate through the compose Redis.
+    coordination = urlsplit(api.coordination_url)
+    assert (coordination.scheme, coordination.hostname, coordination.port) == ("redis", "redis", 6379)
     assert ml.auto_fetch is (compose_env.get("ML_SERVICE_AUTO_FETCH", "true") == "true")
     assert str(ml.model_dir) == "/app/data/models"
 

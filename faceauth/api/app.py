@@ -13,6 +13,7 @@ from faceauth.auth.middleware import AuthMiddleware, KeyCache
 from faceauth.auth.ratelimit import RateLimiter
 from faceauth.clustering import routes as clustering
 from faceauth.config import APISettings, load_api_settings
+from faceauth.coordination import open_coordinator
 from faceauth.faces import routes as faces
 from faceauth.health import routes as health
 from faceauth.images import routes as image_links
@@ -62,10 +63,12 @@ def create_app(
 ) -> FastAPI:
     """Stores and client may be passed in (tests wrap real ones to inject faults); otherwise built from settings."""
     settings = settings or load_api_settings()
+    # Built here, before the middleware that takes its rate limits; it connects on first use.
+    coordinator = open_coordinator(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        container = Container(settings, index=index, objects=objects, ml=ml)
+        container = Container(settings, index=index, objects=objects, ml=ml, coordinator=coordinator)
         app.state.metrics.attach(container.index, container.objects, container.ml)
         try:
             await container.open(wait_s=settings.startup_timeout_seconds)
@@ -86,11 +89,16 @@ def create_app(
         )
         # Leftovers of interrupted writes, swept in the background: start-up does not wait (FACEAUTH_STARTUP_SWEEP).
         sweep = start_sweep(container.repository) if settings.startup_sweep else None
+        container.presence.start()
+        if not coordinator.shared:
+            log.info("FACEAUTH_COORDINATION_URL is not set: locks and rate limits are this process's own (one replica)")
         try:
             yield
         finally:
+            await container.presence.stop()
             await stop_sweep(sweep)  # before the stores it uses close
             await container.close()
+            await coordinator.close()
 
     app = FastAPI(
         title=settings.api_title,
@@ -132,7 +140,9 @@ def create_app(
     app.add_middleware(
         AuthMiddleware,
         disabled=settings.auth_disabled,
-        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        # Shared by every replica when they coordinate through a server, else this process's own buckets.
+        limiter=coordinator.rate_limits(settings.rate_limit_per_second, settings.rate_limit_burst)
+        or RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         key_cache=key_cache,
         open_prefixes=(LINK_PATH, DOCS_ASSETS),  # signed image links: the signature is the permission
     )

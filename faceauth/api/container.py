@@ -16,11 +16,14 @@ from faceauth.auth.keys import KeyStore
 from faceauth.auth.middleware import KeyCache
 from faceauth.clustering.service import ClusterService
 from faceauth.config import APISettings
+from faceauth.coordination import Coordinator, open_coordinator
 from faceauth.faces.repository import FaceRepository
 from faceauth.faces.service import FaceService
+from faceauth.health.presence import Presence
 from faceauth.health.service import HealthService
 from faceauth.images.links import ImageLinks
 from faceauth.images.service import ImageService
+from faceauth.kit.errors import AppError
 from faceauth.maintenance.reembed import Reembedder
 from faceauth.ml_client import MLClient
 from faceauth.photos.analyzer import PhotoAnalyzer
@@ -66,7 +69,8 @@ def open_face_index(settings: APISettings, model_dim: int | None = None) -> Milv
         ivf_nlist=settings.milvus_ivf_nlist,
         ivf_nprobe=settings.milvus_ivf_nprobe,
         scann_reorder_k=settings.milvus_scann_reorder_k,
-        consistency_level=settings.milvus_consistency_level,
+        # Replicas taking turns under shared locks must each read what the last holder wrote: Strong.
+        consistency_level="Strong" if settings.coordination_url else settings.milvus_consistency_level,
         timeout=settings.milvus_timeout_seconds,
         max_faces_per_subject=settings.max_faces_per_subject,
     )
@@ -144,21 +148,34 @@ class Container:
         index: FaceIndex | None = None,
         objects: ObjectStore | None = None,
         ml: MLClient | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.settings = settings
         self.index = index or open_face_index(settings)
         self.objects = objects or open_object_store(settings)
         self.ml = ml or ml_client(settings)
+        self.coordinator = coordinator or open_coordinator(settings)
         # What it built, it closes; what it was given belongs to the caller.
         self._closers = [
             close
-            for close, given in ((self.ml.aclose, ml), (self.index.close, index), (self.objects.close, objects))
+            for close, given in (
+                (self.ml.aclose, ml),
+                (self.index.close, index),
+                (self.objects.close, objects),
+                (self.coordinator.close, coordinator),
+            )
             if given is None
         ]
 
         self.loader = photo_loader(settings, self.objects)
         self.analyzer = PhotoAnalyzer(self.loader, self.ml)
-        self.repository = FaceRepository(self.index, self.objects, store_images=settings.store_images)
+        self.repository = FaceRepository(
+            self.index,
+            self.objects,
+            store_images=settings.store_images,
+            locks=self.coordinator.locks,
+            shared_locks=self.coordinator.shared,
+        )
         self.images = ImageService(ImageLinks(self.objects), self.objects, link_seconds=settings.image_link_seconds)
         self.key_store = KeyStore(self.objects)
         self.key_cache = KeyCache(self.key_store)
@@ -168,7 +185,12 @@ class Container:
         self.verification = VerificationService(self.analyzer, self.index, settings)
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects)
-        self.health = HealthService(self.index, self.objects, self.ml)
+        # Only a store other processes can share (S3) can have other replicas on it; the local folder is one host's.
+        presence_s = settings.presence_interval_seconds if settings.object_store == "s3" else 0.0
+        self.presence = Presence(self.objects, interval_s=presence_s, coordinated=self.coordinator.shared)
+        self.health = HealthService(
+            self.index, self.objects, self.ml, coordinator=self.coordinator, presence=self.presence
+        )
         self.reembedder = Reembedder(self.repository, self.analyzer)
 
     @property
@@ -178,9 +200,14 @@ class Container:
         return {type(part): part for part in parts}
 
     async def open(self, *, wait_s: float = 0.0) -> None:
-        """Connect the stores (the object store first: the keys live there), each retried for up to `wait_s`."""
+        """Connect the stores (the object store first: the keys live there), each retried for up to `wait_s`, then
+        the coordination server (not waited for: while it is down, writes and rate-limited requests answer 503)."""
         await _open_with_retry("the object store", self.objects, wait_s)
         await _open_with_retry("Milvus", self.index, wait_s)
+        try:
+            await self.coordinator.open()
+        except AppError:
+            log.error("the coordination server (FACEAUTH_COORDINATION_URL) is not reachable yet")
 
     async def close(self) -> None:
         async with AsyncExitStack() as stack:  # every close runs, whichever fails

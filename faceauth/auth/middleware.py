@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from faceauth.auth.keys import ApiKey, KeyStore, parse_token
 from faceauth.auth.principal import ANONYMOUS_ADMIN, Principal
-from faceauth.auth.ratelimit import RateLimiter, retry_after
+from faceauth.auth.ratelimit import retry_after
+from faceauth.coordination import RateLimits
 from faceauth.kit.errors import AppError, error_body, unavailable
 from faceauth.storage.errors import StorageUnavailable
 
@@ -74,12 +75,13 @@ class AuthMiddleware:
         app: ASGIApp,
         *,
         disabled: bool,
-        limiter: RateLimiter,
+        limiter: RateLimits,
         key_cache: Callable[[], KeyCache | None],
         open_prefixes: Iterable[str] = (),
     ) -> None:
         """`key_cache` gives the app's key cache (None until the app has started); paths in OPEN_PATHS or under
-        `open_prefixes` (signed image links: the signature is the permission) need no key."""
+        `open_prefixes` (signed image links: the signature is the permission) need no key. `limiter`: this process's
+        buckets (`RateLimiter`) or ones every replica shares (the coordinator's)."""
         self.app = app
         self.disabled = disabled
         self.limiter = limiter
@@ -98,7 +100,7 @@ class AuthMiddleware:
             return
         try:
             principal = await self._authenticate(scope)
-            wait = self.limiter.acquire(principal.key_id or "")
+            wait = await self.limiter.take(principal.key_id or "")
             if wait > 0:
                 raise AppError(
                     429,

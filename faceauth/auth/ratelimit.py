@@ -34,6 +34,10 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
             return wait
 
+    async def take(self, key: str) -> float:
+        """`acquire` as the coordination protocol's `RateLimits` asks for it (a shared limiter is remote)."""
+        return self.acquire(key)
+
 
 def retry_after(wait: float) -> str:
     return str(max(1, math.ceil(wait)))

@@ -9,9 +9,12 @@ never overwrites anything that a reader, or a rollback, still needs:
 - every write first tidies what an earlier crash may have left under the face's prefix (images no vector
   points to, older duplicate rows), so one face never drifts.
 
-Writes to the same (tenant, face_id) are serialised in this process (`editing`), which also makes "insert answers
-409 if the id exists" exact here. Several API replicas writing the same id at the same instant can still race
-(Milvus has no conditional insert); the tidy-up above keeps even that case consistent (newest revision wins).
+Writes to the same (tenant, face_id) are serialised by the coordinator's locks (`editing`), which also makes
+"insert answers 409 if the id exists" exact: in this process by default, across every replica when they share a
+coordination server (FACEAUTH_COORDINATION_URL). There a lock has a lease: each write checks it just before it
+writes, and again before it is acknowledged, so a write whose lease ran out answers 503 instead of "done".
+Replicas that share the stores but no coordination server can still race (Milvus has no conditional insert); the
+tidy-up above keeps even that case consistent (newest revision wins).
 
 A store that fails raises StorageUnavailable (the app answers 503); a write that is only partly done when a
 store fails, and that a retry finishes, says so in its own 503.
@@ -27,9 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceauth.coordination import Lease, Locks
+from faceauth.coordination.local import LocalLocks
 from faceauth.kit.errors import AppError, unavailable
 from faceauth.kit.imagetypes import sniff_content_type
-from faceauth.kit.locks import KeyedLocks
 from faceauth.storage.errors import StorageUnavailable
 from faceauth.storage.keys import face_prefix, revision_key, revision_ms
 from faceauth.storage.objects import ObjectStore
@@ -59,14 +63,19 @@ def face_not_found(tenant: str, face_id: str) -> AppError:
 class FaceEdit:
     """A face held for writing: its lock is held and what earlier writes left behind is tidied away."""
 
-    def __init__(self, repository: FaceRepository, tenant: str, face_id: str, current: FaceRecord | None) -> None:
+    def __init__(
+        self, repository: FaceRepository, tenant: str, face_id: str, current: FaceRecord | None, leases: list[Lease]
+    ) -> None:
         self._repository = repository
+        self._leases = leases
         self.tenant = tenant
         self.face_id = face_id
         self.current = current  # the face's revision now (None: not stored)
 
     async def write(self, image: bytes, model_id: str, embedding: np.ndarray, *, subject_id: str) -> FaceRecord:
-        """A new revision in both stores, then the one it replaces removed."""
+        """A new revision in both stores, then the one it replaces removed (only while the locks are still held)."""
+        for lease in self._leases:
+            await lease.check()
         record = await self._repository._write_revision(
             self.tenant, self.face_id, image, model_id, embedding, subject_id, replacing=self.current
         )
@@ -75,12 +84,24 @@ class FaceEdit:
 
 
 class FaceRepository:
-    def __init__(self, index: FaceIndex, objects: ObjectStore, *, store_images: bool = True) -> None:
-        """`store_images=False` (FACEAUTH_STORE_IMAGES): rows without an image, on purpose (empty object key)."""
+    def __init__(
+        self,
+        index: FaceIndex,
+        objects: ObjectStore,
+        *,
+        store_images: bool = True,
+        locks: Locks | None = None,
+        shared_locks: bool = False,
+    ) -> None:
+        """`store_images=False` (FACEAUTH_STORE_IMAGES): rows without an image, on purpose (empty object key).
+        `locks`: the coordinator's (shared by replicas); this process's own by default. `shared_locks`: every
+        replica writes under these locks, so an image no row points to is never a write in progress elsewhere
+        (whoever wrote it lost its lock, and its write is not acknowledged): it goes at once, without the grace."""
         self.index = index
         self.objects = objects
         self.store_images = store_images
-        self._locks = KeyedLocks()
+        self._locks: Locks = locks or LocalLocks()
+        self._shared_locks = shared_locks
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -90,18 +111,20 @@ class FaceRepository:
         see each other's (two enrolments with a duplicate check may not both miss each other). Lock order: the
         tenant's, then the face's; nothing takes them the other way round."""
         async with AsyncExitStack() as held:
+            leases = []
             if tenant_lock:
-                await held.enter_async_context(self._locks.hold((tenant, None)))
-            await held.enter_async_context(self._locks.hold((tenant, face_id)))
+                leases.append(await held.enter_async_context(self._locks.hold((tenant, None))))
+            leases.append(await held.enter_async_context(self._locks.hold((tenant, face_id))))
             current = await self._tidy(tenant, face_id)
-            yield FaceEdit(self, tenant, face_id, current)
+            yield FaceEdit(self, tenant, face_id, current, leases)
 
     async def delete(self, tenant: str, face_id: str) -> None:
-        async with self._locks.hold((tenant, face_id)):
+        async with self._locks.hold((tenant, face_id)) as lease:
             rows = await self.index.find(tenant, face_id)
             keys = await self.objects.list(face_prefix(tenant, face_id))
             if not rows and not keys:
                 raise face_not_found(tenant, face_id)
+            await lease.check()
             if rows:
                 await self.index.remove(tenant, [r.row_id for r in rows])
             try:
@@ -242,10 +265,11 @@ class FaceRepository:
         referenced = {current.object_key} if current else set()
         newest_ms = current.created_at_ms if current else None
         now_ms = int(time.time() * 1000)
+        grace_ms = 0 if self._shared_locks else ORPHAN_GRACE_MS
         for key in sorted(keys - referenced):
             born = revision_ms(key)
-            # Older than the live revision: a leftover for sure. Newer: maybe another replica's write in
-            # progress, so only once it is older than any request could be.
-            if born is None or (newest_ms is not None and born < newest_ms) or now_ms - born > ORPHAN_GRACE_MS:
+            # Older than the live revision: a leftover for sure. Newer: maybe another (uncoordinated) replica's
+            # write in progress, so only once it is older than any request could be.
+            if born is None or (newest_ms is not None and born < newest_ms) or now_ms - born > grace_ms:
                 await self._forget_image(key)
         return current

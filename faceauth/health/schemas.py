@@ -21,6 +21,8 @@ class DependencyState(BaseModel):
 
 class ReadyResponse(Answer):
     status: Literal["ok", "unavailable"]
-    checks: dict[str, DependencyState] = Field(description="milvus, object_store, ml_service.")
+    checks: dict[str, DependencyState] = Field(
+        description="milvus, object_store, ml_service; coordination when replicas share a server."
+    )
     model_id: str | None = Field(None, description="The embedding model the ML service has loaded.")
     warnings: list[str] = Field(default_factory=list)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from faceauth.coordination import Coordinator
+from faceauth.health.presence import Presence
 from faceauth.health.schemas import DependencyState
 from faceauth.ml_client import MLClient
 from faceauth.storage.objects import ObjectStore
@@ -41,16 +43,30 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> tuple[DependencyState, 
 
 
 class HealthService:
-    def __init__(self, index: FaceIndex, objects: ObjectStore, ml: MLClient) -> None:
+    def __init__(
+        self,
+        index: FaceIndex,
+        objects: ObjectStore,
+        ml: MLClient,
+        *,
+        coordinator: Coordinator | None = None,
+        presence: Presence | None = None,
+    ) -> None:
+        """`coordinator`: checked too when it is shared (a replica without it must not take traffic);
+        `presence`: its warning (other replicas, no coordination) is passed on."""
         self.index = index
         self.objects = objects
         self.ml = ml
+        self.coordinator = coordinator
+        self.presence = presence
 
     async def readiness(self) -> Readiness:
-        (milvus, _), (objects, _), (ml, ml_body) = await asyncio.gather(
-            _check(self.index.ping), _check(self.objects.ping), _check(self.ml.ready)
-        )
+        shared = self.coordinator is not None and self.coordinator.shared
+        probes = [self.index.ping, self.objects.ping, self.ml.ready, *([self.coordinator.ping] if shared else [])]
+        (milvus, _), (objects, _), (ml, ml_body), *coordination = await asyncio.gather(*map(_check, probes))
         warnings: list[str] = []
+        if self.presence is not None and self.presence.warning:
+            warnings.append(self.presence.warning)
         model_id = ((ml_body or {}).get("models", {}).get("embedder") or {}).get("model_id")
         if model_id and milvus.status == "ok":
             try:
@@ -63,4 +79,7 @@ class HealthService:
                     f"the collection holds vectors of other embedding models ({', '.join(sorted(others))}); search "
                     f"compares only {model_id}: re-embed the stored images (docs/OPERATIONS.md)"
                 )
-        return Readiness({"milvus": milvus, "object_store": objects, "ml_service": ml}, model_id, warnings)
+        checks = {"milvus": milvus, "object_store": objects, "ml_service": ml}
+        if coordination:
+            checks["coordination"] = coordination[0][0]
+        return Readiness(checks, model_id, warnings)

@@ -189,7 +189,7 @@ def test_the_sweep_judges_a_face_again_under_its_lock(tmp_path):
             async with service._locks.hold(("acme", "busy")):
                 sweep = asyncio.create_task(sweep_orphans(service))
                 deadline = time.monotonic() + 20
-                while service._locks._locks[("acme", "busy")][1] < 2:  # the sweep now waits for the lock
+                while service._locks._locks._locks[("acme", "busy")][1] < 2:  # the sweep now waits for the lock
                     assert time.monotonic() < deadline and not sweep.done(), "the sweep did not wait for the lock"
                     await asyncio.sleep(0.02)
                 vector = np.ones(512, dtype=np.float32)
