@@ -67,6 +67,8 @@ class MLSettings(BaseSettings):
     face_area_threshold: float = Field(default=0.01, ge=0.0, le=1.0)
     # "largest": judge the largest face and report the others; "reject": more than one face fails assessment.
     multiple_faces_policy: Literal["largest", "reject"] = "largest"
+    # faces=all on /v1/analyze: at most this many faces (largest first) are checked and embedded.
+    max_faces: int = Field(default=20, ge=1, le=200)
     # int8 copies of the face pack's models, made once by `faceauth models quantize` into model_dir. An int8
     # embedder has its own model_id: its vectors are not comparable with fp32 enrolments (`faceauth reembed`).
     embedder_precision: Literal["fp32", "int8"] = "fp32"

@@ -113,20 +113,23 @@ class MLClient:
                 raise MLServiceUnavailable(503, "ml_service_unavailable", f"the ML service failed: {exc}") from None
         raise AssertionError("unreachable")
 
-    async def analyze(self, image: bytes, *, request_id: str | None = None, aligned: bool = False) -> Analysis:
+    async def analyze(
+        self, image: bytes, *, request_id: str | None = None, aligned: bool = False, every_face: bool = False
+    ) -> Analysis:
         """Quality checks and the embedding of the subject face, in one call, from the raw image bytes.
 
         `aligned=True`: the image is an already-cropped face (no detection; anti-spoof is not run, `spoof` is None).
+        `every_face=True`: also every usable face, each checked and embedded (`Analysis.faces`).
         """
         headers = {"Content-Type": "application/octet-stream", **_request_id(request_id)}
-        params = {"aligned": "true"} if aligned else None
+        params = _analyze_params(aligned, every_face)
         response = await self._send("POST", "/v1/analyze", content=image, headers=headers, params=params)
         if response.status_code == 200:
             return _parse(Analysis, response)
         raise self._error(response)
 
     async def analyze_batch(
-        self, images: list[bytes], *, request_id: str | None = None, aligned: bool = False
+        self, images: list[bytes], *, request_id: str | None = None, aligned: bool = False, every_face: bool = False
     ) -> list[Analysis | MLImageRejected]:
         """`analyze` for several images in one request (the service runs each model once over them).
 
@@ -138,7 +141,7 @@ class MLClient:
             return []
         headers = _request_id(request_id)
         files = [("files", (f"{i}", image, "application/octet-stream")) for i, image in enumerate(images)]
-        params = {"aligned": "true"} if aligned else None
+        params = _analyze_params(aligned, every_face)
         response = await self._send("POST", "/v1/analyze/batch", files=files, headers=headers, params=params)
         if response.status_code != 200:
             raise self._error(response)
@@ -178,6 +181,11 @@ class MLClient:
         # 401 (token mismatch), 5xx: a deployment problem, not the caller's photo.
         log.error("ML service answered %s %s: %s", response.status_code, code, message)
         return MLServiceUnavailable(503, "ml_service_error", f"the ML service failed ({response.status_code} {code})")
+
+
+def _analyze_params(aligned: bool, every_face: bool) -> dict[str, str] | None:
+    params = {**({"aligned": "true"} if aligned else {}), **({"faces": "all"} if every_face else {})}
+    return params or None
 
 
 def _request_id(given: str | None) -> dict[str, str]:

@@ -181,7 +181,9 @@ class Container:
         self.key_cache = KeyCache(self.key_store)
 
         self.faces = FaceService(self.repository, self.index, self.analyzer, self.images, settings)
-        self.subjects = SubjectService(self.index, self.repository)
+        self.subjects = SubjectService(
+            self.index, self.repository, max_faces_per_subject=settings.max_faces_per_subject
+        )
         self.verification = VerificationService(self.analyzer, self.index, settings)
         self.clustering = ClusterService(self.index, self.ml, settings)
         self.tenants = TenantService(self.index, self.objects)

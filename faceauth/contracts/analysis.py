@@ -86,6 +86,21 @@ class Assessment(BaseModel):
     )
 
 
+class FaceAnalysis(BaseModel):
+    """One face of a photo analysed with faces=all: where it is, what its checks found, its embedding."""
+
+    face: Face
+    passed: bool = Field(description="The photo's checks (nsfw) and this face's (spoof, blur) all passed.")
+    reasons: list[str] = Field(description="Why it did not pass: nsfw, spoof, blur.")
+    spoof: SpoofResult | None = Field(None, description="null when the check did not run (aligned=true).")
+    blur: BlurResult | None = None
+    embedding: Vector | None = Field(None, description="L2-normalised vector of this face.")
+
+    @property
+    def usable(self) -> bool:
+        return self.passed and self.embedding is not None
+
+
 class Analysis(Assessment):
     """Assessment and embedding of the subject face in one answer (`/v1/analyze`, what the Face API calls)."""
 
@@ -93,6 +108,11 @@ class Analysis(Assessment):
     embedding_dim: int = 0
     model_id: str = Field(description="Identifies the vector space; never compare vectors of different ids.")
     face: Face | None = None
+    faces: list[FaceAnalysis] | None = Field(
+        None,
+        description="faces=all: every face at least ML_SERVICE_FACE_AREA_THRESHOLD of the photo, largest first, "
+        "at most ML_SERVICE_MAX_FACES (the first is `face`); null otherwise.",
+    )
     models: dict[str, str | None] = Field(default_factory=dict, description="Id of each model that ran.")
     timings_ms: dict[str, float] = Field(
         default_factory=dict,

@@ -82,6 +82,15 @@ class FaceEdit:
         self.current = record
         return record
 
+    async def move(self, subject_id: str) -> FaceRecord:
+        """A new revision of the face under another subject: the same image and vector, both stores, then the
+        revision it replaces removed (as any write). The face must exist."""
+        if self.current is None:
+            raise face_not_found(self.tenant, self.face_id)
+        record = await self._repository._move_revision(self.current, subject_id)
+        self.current = record
+        return record
+
 
 class FaceRepository:
     def __init__(
@@ -192,6 +201,31 @@ class FaceRepository:
         await self._write_both(record, image, embedding)
         if replacing is not None:
             await self._drop_replaced(tenant, replacing, rollback=record)
+        return record
+
+    async def _move_revision(self, current: FaceRecord, subject_id: str) -> FaceRecord:
+        stored = await self.index.vectors(
+            current.tenant, model_id=current.model_id, face_id=current.face_id, max_rows=16
+        )
+        embedding = next(
+            (v for r, v in zip(stored.records, stored.embeddings, strict=True) if r.row_id == current.row_id), None
+        )
+        if embedding is None:  # removed between the read of the face and now
+            raise face_not_found(current.tenant, current.face_id)
+        image = await self.image(current) if current.object_key else b""
+        now_ms = max(int(time.time() * 1000), current.created_at_ms + 1)  # newer than the revision it replaces
+        key = revision_key(current.tenant, current.face_id, now_ms)
+        record = FaceRecord(
+            row_id=key,
+            tenant=current.tenant,
+            face_id=current.face_id,
+            object_key=key if current.object_key else "",  # a face stored without its image stays without
+            model_id=current.model_id,
+            created_at_ms=now_ms,
+            subject_id=subject_id,
+        )
+        await self._write_both(record, image, embedding)
+        await self._drop_replaced(current.tenant, current, rollback=record)
         return record
 
     async def _write_both(self, record: FaceRecord, image: bytes, embedding: np.ndarray) -> None:

@@ -12,7 +12,14 @@ from faceauth.faces import schemas
 from faceauth.faces.service import BatchItem, Enrolment, FaceService
 from faceauth.kit.errors import AppError
 from faceauth.photos.deps import PhotoDep, batch_photos
-from faceauth.web.deps import ScopedTenantForm, ScopedTenantQuery, SettingsDep, optional_tenant_form, provided
+from faceauth.web.deps import (
+    PrincipalDep,
+    ScopedTenantForm,
+    ScopedTenantQuery,
+    SettingsDep,
+    optional_tenant_form,
+    provided,
+)
 from faceauth.web.params import COMMON_ERRORS, PHOTO_ERRORS, AlignedForm, FaceIdForm, FaceIdPath, FaceIdQuery, error
 
 router = APIRouter(prefix="/v1/faces", tags=["faces"])
@@ -132,6 +139,153 @@ async def search(
     )
 
 
+@router.post(
+    "/recognize",
+    response_model=schemas.RecognizeResponse,
+    summary="Every face of a photo, largest first, each with its best matches in the tenant",
+    responses={**PHOTO_ERRORS, 422: error("bad field or unreadable image")},
+)
+async def recognize(
+    tenant: ScopedTenantForm,
+    photo: PhotoDep,
+    service: FaceServiceDep,
+    settings: SettingsDep,
+    top_k: Annotated[int | None, Query(ge=1, le=TOP_K_MAX, description="matches per face, 1..100, default 5")] = None,
+    threshold: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="minimum cosine score, 0..1; default from settings")
+    ] = None,
+    group_by: Annotated[
+        Literal["face", "subject"], Query(description="one match per face, or per subject with its best face")
+    ] = "face",
+    limit: Annotated[int, Query(ge=1, le=200, description="at most this many faces, largest first")] = 20,
+):
+    top_k = top_k or settings.search_default_top_k
+    threshold = settings.milvus_search_threshold if threshold is None else threshold
+    outcome = await service.recognize(tenant, photo, top_k=top_k, threshold=threshold, group_by=group_by, limit=limit)
+    return schemas.RecognizeResponse(
+        imageQualityAssessment=outcome.analysis.assessment(),
+        recognizeResult=schemas.RecognizeResult(
+            faces=[
+                schemas.RecognizedFace(
+                    box=found.face.face.box,
+                    face=found.face.face,
+                    quality=schemas.FaceQuality(
+                        passed=found.face.passed,
+                        reasons=found.face.reasons,
+                        spoof=found.face.spoof,
+                        blur=found.face.blur,
+                    ),
+                    matches=[schemas.Match.of(m) for m in found.matches],
+                    skipped_reason=found.skipped_reason,
+                )
+                for found in outcome.faces
+            ],
+            faces_count=outcome.analysis.faces_count,
+            threshold=threshold,
+            top_k=top_k,
+            group_by=group_by,
+            model_id=outcome.analysis.model_id,
+        ),
+    )
+
+
+# The JSON bodies, once their tenant is one the caller's key may act on (checked before any work).
+async def _by_face(body: schemas.SearchByFaceRequest, principal: PrincipalDep) -> schemas.SearchByFaceRequest:
+    principal.allow(body.tenant)
+    return body
+
+
+async def _by_embedding(
+    body: schemas.SearchByEmbeddingRequest, principal: PrincipalDep
+) -> schemas.SearchByEmbeddingRequest:
+    principal.allow(body.tenant)
+    return body
+
+
+async def _delete_many(body: schemas.DeleteManyRequest, principal: PrincipalDep) -> schemas.DeleteManyRequest:
+    principal.allow(body.tenant)
+    return body
+
+
+_JSON_BODY = {400: error("bad_request: the body cannot be parsed (not UTF-8 JSON)")}
+
+
+def _search_answer(settings, body, model_id: str, matches) -> schemas.SearchByResponse:
+    return schemas.SearchByResponse(
+        searchResult=schemas.SearchResult(
+            matches=[schemas.Match.of(m) for m in matches],
+            threshold=settings.milvus_search_threshold if body.threshold is None else body.threshold,
+            top_k=body.top_k or settings.search_default_top_k,
+            group_by=body.group_by,
+            model_id=model_id,
+        )
+    )
+
+
+@router.post(
+    "/search/by-face",
+    response_model=schemas.SearchByResponse,
+    summary="1:N search with a stored face's vector: the person's other enrolments, or possible duplicates",
+    responses={**COMMON_ERRORS, **_JSON_BODY, 404: error("face_not_found")},
+)
+async def search_by_face(
+    body: Annotated[schemas.SearchByFaceRequest, Depends(_by_face)],
+    service: FaceServiceDep,
+    settings: SettingsDep,
+):
+    model_id, matches = await service.search_by_face(
+        body.tenant,
+        body.face_id,
+        top_k=body.top_k or settings.search_default_top_k,
+        threshold=settings.milvus_search_threshold if body.threshold is None else body.threshold,
+        group_by=body.group_by,
+    )
+    return _search_answer(settings, body, model_id, matches)
+
+
+@router.post(
+    "/search/by-embedding",
+    response_model=schemas.SearchByResponse,
+    summary="1:N search with a given embedding of the model's dimension",
+    responses={
+        **COMMON_ERRORS,
+        **_JSON_BODY,
+        422: error("invalid_embedding: not FACEAUTH_MILVUS_EMBEDDING_DIM finite numbers"),
+    },
+)
+async def search_by_embedding(
+    body: Annotated[schemas.SearchByEmbeddingRequest, Depends(_by_embedding)],
+    service: FaceServiceDep,
+    settings: SettingsDep,
+):
+    model_id, matches = await service.search_by_embedding(
+        body.tenant,
+        body.embedding,
+        model_id=body.model_id,
+        top_k=body.top_k or settings.search_default_top_k,
+        threshold=settings.milvus_search_threshold if body.threshold is None else body.threshold,
+        group_by=body.group_by,
+    )
+    return _search_answer(settings, body, model_id, matches)
+
+
+@router.post(
+    "/delete-many",
+    response_model=schemas.DeleteManyResponse,
+    summary="Delete a list of faces of a tenant; ids it does not have are reported, not failed",
+    responses={**COMMON_ERRORS, **_JSON_BODY, 413: error("batch_too_large: more ids than FACEAUTH_MAX_BATCH")},
+)
+async def delete_many(
+    body: Annotated[schemas.DeleteManyRequest, Depends(_delete_many)],
+    service: FaceServiceDep,
+    settings: SettingsDep,
+):
+    if len(body.ids) > settings.max_batch:
+        raise AppError(413, "batch_too_large", f"at most {settings.max_batch} ids per call (FACEAUTH_MAX_BATCH)")
+    deleted, not_found = await service.delete_many(body.tenant, body.ids)
+    return schemas.DeleteManyResponse(deleted=deleted, not_found=not_found)
+
+
 @router.delete(
     "/delete",
     response_model=schemas.DeleteResponse,
@@ -164,8 +318,11 @@ async def detect(
     photo: PhotoDep,
     service: FaceServiceDep,
     tenant: Annotated[str | None, optional_tenant_form("only for an s3:// image_url under the tenant's own images")],
+    faces: Annotated[
+        Literal["largest", "all"], Query(description="all (default): every face; largest: the largest face only")
+    ] = "all",
 ):
-    return schemas.DetectResponse(**await service.detect(photo, tenant=tenant))
+    return schemas.DetectResponse(**await service.detect(photo, tenant=tenant, every_face=faces == "all"))
 
 
 @router.post(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 # The ML service's verdict (`imageQualityAssessment`) and its detected faces, passed through unchanged.
 from faceauth.contracts.analysis import Assessment as ImageQualityAssessment
-from faceauth.contracts.analysis import DetectedFaces
+from faceauth.contracts.analysis import BlurResult, DetectedFaces, Face, SpoofResult
+from faceauth.contracts.ids import FACE_ID_MAX, ID_PATTERN, TENANT_MAX, TOP_K_MAX
 from faceauth.kit.errors import AppError, ErrorDetail
 from faceauth.kit.requests import Answer
 from faceauth.storage.records import FaceRecord
@@ -84,6 +85,37 @@ class DetectResponse(Answer, DetectedFaces):
     pass
 
 
+class FaceQuality(BaseModel):
+    passed: bool = Field(description="The photo's check (nsfw) and this face's (spoof, blur) passed.")
+    reasons: list[str] = Field(description="Why not: nsfw, spoof, blur.")
+    spoof: SpoofResult | None
+    blur: BlurResult | None
+
+
+class RecognizedFace(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded (EXIF-upright) photo.")
+    face: Face = Field(description="The detection: box, landmarks, pose, area and quality score.")
+    quality: FaceQuality
+    matches: list[Match] = Field(description="This face's best matches, as /v1/faces/search answers them.")
+    skipped_reason: str | None = Field(None, description="'quality_check_failed': this face was not searched.")
+
+
+class RecognizeResult(BaseModel):
+    faces: list[RecognizedFace] = Field(description="One entry per face, largest first, at most `limit`.")
+    faces_count: int = Field(description="Faces the detector found in the photo (also the small ones).")
+    threshold: float
+    top_k: int
+    group_by: Literal["face", "subject"]
+    model_id: str | None
+
+
+class RecognizeResponse(Answer):
+    imageQualityAssessment: ImageQualityAssessment = Field(
+        description="The photo's verdict, as for its largest face (/v1/faces/search)."
+    )
+    recognizeResult: RecognizeResult
+
+
 class BatchItemResult(BaseModel):
     index: int = Field(description="Position of the item in the request.")
     id: str
@@ -116,3 +148,44 @@ class DeleteResponse(Answer):
 
 class FaceResponse(Answer, FaceRecordOut):
     pass
+
+
+FaceIdItem = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=FACE_ID_MAX)]
+
+
+class _TenantBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(pattern=ID_PATTERN, max_length=TENANT_MAX)
+
+
+class _SearchOptions(_TenantBody):
+    top_k: int | None = Field(None, ge=1, le=TOP_K_MAX, description="1..100, default 5")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="minimum cosine score; default from settings")
+    group_by: Literal["face", "subject"] = "face"
+
+
+class SearchByFaceRequest(_SearchOptions):
+    face_id: FaceIdItem = Field(description="A stored face of the tenant: its vector is the query.")
+
+
+class SearchByEmbeddingRequest(_SearchOptions):
+    embedding: list[float] = Field(description="A vector of the model's dimension (FACEAUTH_MILVUS_EMBEDDING_DIM).")
+    model_id: str | None = Field(
+        None,
+        max_length=128,
+        description="The model that made the vector (an answer's model_id); default: the ML service's current one.",
+    )
+
+
+class DeleteManyRequest(_TenantBody):
+    ids: list[FaceIdItem] = Field(min_length=1, description="Face ids to delete, at most FACEAUTH_MAX_BATCH.")
+
+
+class DeleteManyResponse(Answer):
+    deleted: list[str] = Field(description="The ids that were deleted, in request order.")
+    not_found: list[str] = Field(description="The ids the tenant has no face under (not an error).")
+
+
+class SearchByResponse(Answer):
+    searchResult: SearchResult

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from faceauth.config import APISettings
-from faceauth.contracts.analysis import Analysis
+from faceauth.contracts.analysis import Analysis, FaceAnalysis
 from faceauth.faces.repository import FaceRepository
 from faceauth.images.service import ImageService
 from faceauth.kit.errors import AppError
@@ -54,6 +54,21 @@ class SearchOutcome:
     analysis: Analysis
     matches: list[Match]
     skipped_reason: str | None
+
+
+@dataclass(frozen=True)
+class RecognizedFace:
+    """One face of a recognised photo: what the ML service found, and its matches (none when it is unusable)."""
+
+    face: FaceAnalysis
+    matches: list[Match]
+    skipped_reason: str | None
+
+
+@dataclass(frozen=True)
+class RecognizeOutcome:
+    analysis: Analysis
+    faces: list[RecognizedFace]
 
 
 def require_usable(analysis: Analysis) -> np.ndarray:
@@ -198,6 +213,20 @@ class FaceService:
     async def delete(self, tenant: str, face_id: str) -> None:
         await self.repository.delete(tenant, face_id)
 
+    async def delete_many(self, tenant: str, face_ids: list[str]) -> tuple[list[str], list[str]]:
+        """Delete each face (one at a time, each both-or-neither); the deleted ids and the unknown ones."""
+        deleted: list[str] = []
+        not_found: list[str] = []
+        for face_id in dict.fromkeys(face_ids):  # an id given twice is deleted once
+            try:
+                await self.repository.delete(tenant, face_id)
+                deleted.append(face_id)
+            except AppError as exc:
+                if exc.code != "face_not_found":
+                    raise
+                not_found.append(face_id)
+        return deleted, not_found
+
     # -- reads ----------------------------------------------------------------------------------------------
 
     async def get(self, tenant: str, face_id: str) -> FaceRecord:
@@ -222,8 +251,89 @@ class FaceService:
         )
         return SearchOutcome(analysis, matches, None)
 
-    async def detect(self, photo: Photo, *, tenant: str | None) -> dict[str, Any]:
-        return await self.analyzer.detect(photo, tenant=tenant)
+    async def search_by_face(
+        self, tenant: str, face_id: str, *, top_k: int, threshold: float, group_by: GroupBy
+    ) -> tuple[str, list[Match]]:
+        """The faces nearest a stored face (its other enrolments, possible duplicates), itself left out; 404 for
+        an unknown face. The model id of its vector, and the matches."""
+        record = await self.repository.get(tenant, face_id)
+        stored = await self.index.vectors(tenant, model_id=record.model_id, face_id=face_id, max_rows=100)
+        if not stored.records:
+            raise AppError(404, "face_not_found", f"face {face_id!r} has no vector of its model in tenant {tenant!r}")
+        newest = max(range(len(stored.records)), key=lambda i: stored.records[i].created_at_ms)
+        # Searched by face and grouped here: the query face is the best face of its own subject, and leaving
+        # it out must not leave out that subject's other faces. Room for a full subject per match wanted.
+        wanted = top_k + 1 if group_by == "face" else top_k * self.settings.max_faces_per_subject + 1
+        found = await self.index.search(
+            tenant,
+            stored.embeddings[newest],
+            model_id=record.model_id,
+            limit=min(wanted, 16384),
+            threshold=threshold,
+            group_by="face",
+        )
+        matches = [m for m in found if m.face_id != face_id]
+        if group_by == "subject":
+            best: dict[str, Match] = {}
+            for match in matches:  # best first: the first face of each subject is its best
+                best.setdefault(match.subject_id, match)
+            matches = list(best.values())
+        return record.model_id, matches[:top_k]
+
+    async def search_by_embedding(
+        self,
+        tenant: str,
+        embedding: list[float],
+        *,
+        model_id: str | None,
+        top_k: int,
+        threshold: float,
+        group_by: GroupBy,
+    ) -> tuple[str, list[Match]]:
+        """The faces nearest a given vector of the model's dimension (normalised here: cosine needs no more)."""
+        dim = self.settings.milvus_embedding_dim
+        vector = np.asarray(embedding, dtype=np.float32)
+        if vector.shape != (dim,) or not np.isfinite(vector).all():
+            raise AppError(
+                422,
+                "invalid_embedding",
+                f"the embedding must be {dim} finite numbers (it has {vector.size})",
+                details={"field": "embedding", "dimension": dim},
+            )
+        norm = float(np.linalg.norm(vector))
+        if norm == 0.0:
+            raise AppError(422, "invalid_embedding", "the embedding is all zeros", details={"field": "embedding"})
+        if model_id is None:
+            model_id = await self.analyzer.embedder_model_id()
+        matches = await self.index.search(
+            tenant, vector / norm, model_id=model_id, limit=top_k, threshold=threshold, group_by=group_by
+        )
+        return model_id, matches
+
+    async def recognize(
+        self, tenant: str, photo: Photo, *, top_k: int, threshold: float, group_by: GroupBy, limit: int
+    ) -> RecognizeOutcome:
+        """Every face of the photo (largest first, at most `limit`), each searched like /v1/faces/search. The
+        photo is analysed once; the searches run side by side. A face that fails its checks gets no matches."""
+        analysis = (await self.analyzer.analyze(photo, tenant=tenant, every_face=True)).analysis
+        faces = (analysis.faces or [])[:limit]
+
+        async def recognize_one(face: FaceAnalysis) -> RecognizedFace:
+            if not face.usable:
+                return RecognizedFace(face, [], "quality_check_failed")
+            matches = await self.index.search(
+                tenant, face.embedding, model_id=analysis.model_id, limit=top_k, threshold=threshold, group_by=group_by
+            )
+            return RecognizedFace(face, matches, None)
+
+        return RecognizeOutcome(analysis, list(await asyncio.gather(*(recognize_one(f) for f in faces))))
+
+    async def detect(self, photo: Photo, *, tenant: str | None, every_face: bool = True) -> dict[str, Any]:
+        """Every face (`every_face`), or the largest one only."""
+        found = await self.analyzer.detect(photo, tenant=tenant)
+        if not every_face:
+            found["faces"] = found["faces"][:1]
+        return found
 
     async def image_link(self, tenant: str, face_id: str, base_url: str) -> tuple[str, int]:
         """A link to the face's stored image that expires after FACEAUTH_IMAGE_LINK_SECONDS, and its expiry."""

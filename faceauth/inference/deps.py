@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 from starlette.datastructures import UploadFile
@@ -91,5 +91,13 @@ BatchFiles = Annotated[list[bytes | AppError], Depends(_batch_files)]
 Aligned = Annotated[
     bool,
     Query(description="true: the image is already a cropped face (no detection, no anti-spoof; see the endpoint)."),
+]
+FacesQuery = Annotated[
+    Literal["largest", "all"],
+    Query(
+        description="largest: the subject face only (as always); all: also every face at least "
+        "ML_SERVICE_FACE_AREA_THRESHOLD of the photo, largest first, at most ML_SERVICE_MAX_FACES, each "
+        "checked and embedded in the same pass (`faces`)."
+    ),
 ]
 InternalAuth = Depends(_check_internal_token)

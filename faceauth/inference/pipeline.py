@@ -51,6 +51,8 @@ class FaceReport:
     probabilities: dict[CheckName, float] = field(default_factory=dict)
     # aligned=true: the box is the whole image and the landmarks the template's, not detected.
     assumed: bool = False
+    # faces=all: this face's embedding (the subject face's is also `Findings.embedding`).
+    embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class Step:
 
     run: Callable[[list[Any]], Sequence[Any]]
     keep: Callable[[Prepared, Any], None]
+    # faces=all: files the output for one of the other faces of the photo.
+    keep_face: Callable[[FaceReport, Any], None]
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class Plan:
     embedder: FaceEmbedder | None = None
     checks: tuple[QualityCheck, ...] = ()
     all_faces: bool = False  # /v1/detect: every face (full-size detection), each with its sharpness if it can
+    # faces=all on /v1/analyze: every usable face (at most `max_faces`, largest first) is checked and embedded.
+    every_face: bool = False
+    max_faces: int = 20
     aligned: bool = False
     # Asked for but not applicable to this kind of input (aligned=true: "spoof").
     skipped: tuple[CheckName, ...] = ()
@@ -83,13 +90,16 @@ class Plan:
     def steps(self) -> dict[str, Step]:
         """The batched model runs this request hands an input to, by name (each has one micro-batcher)."""
         steps: dict[str, Step] = {}
-        if self.detector is not None and not self.all_faces:  # the coarse pass looks for the subject face only
-            steps["detect"] = Step(self.detector.detect_batch, _keep_coarse_faces)
+        # The coarse pass looks for the subject face only: small faces of a group photo need the full size.
+        if self.detector is not None and not self.all_faces and not self.every_face:
+            steps["detect"] = Step(self.detector.detect_batch, _keep_coarse_faces, _no_face_output)
         for check in self.checks:
             if check.pixels != "native_face":  # those are judged in `finish`, on pixels freed right after
-                steps[check.name] = Step(check.run, partial(_keep_probability, check.name))
+                steps[check.name] = Step(
+                    check.run, partial(_keep_probability, check.name), partial(_keep_face_probability, check.name)
+                )
         if self.embedder is not None:
-            steps["embed"] = Step(self.embedder.embed_aligned, _keep_embedding)
+            steps["embed"] = Step(self.embedder.embed_aligned, _keep_embedding, _keep_face_embedding)
         return steps
 
     @property
@@ -118,6 +128,8 @@ class Findings:
     # Each check's probability of the bad outcome: of the photo, or of the subject face.
     probabilities: dict[CheckName, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None
+    # faces=all: the usable faces that were checked and embedded, largest first (the first is `primary`).
+    subjects: list[FaceReport] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     skipped_checks: list[str] = field(default_factory=list)
 
@@ -128,6 +140,8 @@ class Prepared:
 
     findings: Findings
     inputs: dict[str, Any] = field(default_factory=dict)
+    # faces=all: each step's inputs for the faces after the subject face (run in the same model run).
+    face_inputs: dict[str, list[tuple[FaceReport, Any]]] = field(default_factory=dict)
     # The full-resolution decode, kept until the "native_face" checks have read the face from it.
     native: DecodedImage | None = None
     coarse_input: DetectorInput | None = None
@@ -144,10 +158,26 @@ def _keep_coarse_faces(item: Prepared, faces: list[Detection]) -> None:
 
 def _keep_probability(name: CheckName, item: Prepared, probability: float) -> None:
     item.findings.probabilities[name] = probability
+    if item.findings.primary is not None:
+        item.findings.primary.probabilities[name] = probability
 
 
 def _keep_embedding(item: Prepared, vector: np.ndarray) -> None:
     item.findings.embedding = vector
+    if item.findings.primary is not None:
+        item.findings.primary.embedding = vector
+
+
+def _keep_face_probability(name: CheckName, report: FaceReport, probability: float) -> None:
+    report.probabilities[name] = probability
+
+
+def _keep_face_embedding(report: FaceReport, vector: np.ndarray) -> None:
+    report.embedding = vector
+
+
+def _no_face_output(report: FaceReport, output: Any) -> None:
+    raise AssertionError("the detector runs once per photo, not per face")
 
 
 class _Timer:
@@ -182,6 +212,7 @@ class Pipeline:
         all_faces: bool = False,
         aligned: bool = False,
         off: frozenset[CheckName] = frozenset(),
+        every_face: bool = False,
     ) -> Plan:
         """Every model the request needs, so a missing one fails fast (503) before any work. The first missing
         one is the one named: the full-resolution checks (blur), the detector, the embedder, the other checks.
@@ -218,15 +249,23 @@ class Pipeline:
             embedder=embedder,
             checks=tuple(checks[name] for name in CHECK_TYPES if name in checks),
             all_faces=all_faces,
+            every_face=every_face,
+            max_faces=self.settings.max_faces,
             aligned=aligned,
             skipped=tuple(skipped),
         )
 
     def analyze(
-        self, data: bytes, tasks: frozenset[Task], *, all_faces: bool = False, aligned: bool = False
+        self,
+        data: bytes,
+        tasks: frozenset[Task],
+        *,
+        all_faces: bool = False,
+        aligned: bool = False,
+        every_face: bool = False,
     ) -> Findings:
         """Every stage for one image, in a worker thread. `all_faces` also judges every face's sharpness."""
-        return self.run(data, self.resolve(tasks, all_faces=all_faces, aligned=aligned))
+        return self.run(data, self.resolve(tasks, all_faces=all_faces, aligned=aligned, every_face=every_face))
 
     def run(self, data: bytes, plan: Plan) -> Findings:
         item = self.start(data, plan)
@@ -291,6 +330,7 @@ class Pipeline:
             landmarks = crop_template_landmarks(image.width, image.height)
             f.primary = FaceReport(Detection(box, 1.0, landmarks), 1.0, assumed=True)
             f.faces = [f.primary]
+            f.subjects = [f.primary] if plan.every_face else []  # an aligned crop is one face
         elif plan.detector is not None:
             image_area = float(image.width * image.height)
             f.faces = [FaceReport(d, d.area / image_area) for d in self._faces(item)]
@@ -302,9 +342,11 @@ class Pipeline:
                 f.face_issue = "face_too_small"
             else:
                 f.primary = usable[0]  # faces are sorted largest first
-                if len(usable) > 1 and self.settings.multiple_faces_policy == "reject":
+                if plan.every_face:  # every face is answered for: several are not a fault
+                    f.subjects = usable[: plan.max_faces]
+                elif len(usable) > 1 and self.settings.multiple_faces_policy == "reject":
                     f.face_issue = "multiple_faces"
-        judged = f.faces if plan.all_faces else [f.primary] if f.primary is not None else []
+        judged = f.faces if plan.all_faces else f.subjects or ([f.primary] if f.primary is not None else [])
         if judged:
             native = item.native or image
             to_native = native.width / image.width
@@ -319,13 +361,18 @@ class Pipeline:
         item.native = None  # the full-resolution pixels are not needed any more: free them early
         if f.primary is not None:
             face = f.primary.detection
+            others = f.subjects[1:]
             for check in plan.reading("face"):
                 item.inputs[check.name] = check.model_input(image, face)
+                if others:
+                    item.face_inputs[check.name] = [(r, check.model_input(image, r.detection)) for r in others]
                 timer.lap(check.name)
             if plan.embedder is not None:
                 embedder = plan.embedder
                 aligned_face = embedder.from_crop(image.rgb) if plan.aligned else embedder.align(image.rgb, face)
                 item.inputs["embed"] = aligned_face
+                if others:
+                    item.face_inputs["embed"] = [(r, embedder.align(image.rgb, r.detection)) for r in others]
                 timer.lap("embed")
 
     def run_step(self, step: str, items: list[Prepared]) -> list[None]:
@@ -335,11 +382,24 @@ class Pipeline:
         if not todo:
             return [None] * len(items)
         runner = todo[0].plan.steps[step]  # every request's plan holds the same loaded models
+        # One run over every face of every image: the subject faces, then (faces=all) each image's other faces.
+        batch: list[Any] = []
+        owners: list[tuple[Prepared, FaceReport | None]] = []
+        for item in todo:
+            batch.append(item.inputs.pop(step))
+            owners.append((item, None))
+            for report, face_input in item.face_inputs.pop(step, ()):
+                batch.append(face_input)
+                owners.append((item, report))
         started = time.perf_counter()
-        outputs = runner.run([item.inputs.pop(step) for item in todo])
+        outputs = runner.run(batch)
         elapsed = time.perf_counter() - started
-        for item, output in zip(todo, outputs, strict=True):
-            runner.keep(item, output)
+        for (item, report), output in zip(owners, outputs, strict=True):
+            if report is None:
+                runner.keep(item, output)
+            else:
+                runner.keep_face(report, output)
+        for item in todo:
             # In a batch each image reports the whole shared run: that is how long it waited for it.
             _add_ms(item.findings.timings_ms, step, elapsed)
         return [None] * len(items)

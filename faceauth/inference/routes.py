@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from faceauth.inference import schemas
-from faceauth.inference.deps import BATCH_FIELD, Aligned, BatchFiles, ImagePayload, InternalAuth, ServiceDep
+from faceauth.inference.deps import (
+    BATCH_FIELD,
+    Aligned,
+    BatchFiles,
+    FacesQuery,
+    ImagePayload,
+    InternalAuth,
+    ServiceDep,
+)
 from faceauth.kit.bodies import image_request_body_openapi
 from faceauth.kit.errors import ErrorResponse
 
@@ -80,8 +88,10 @@ async def assess(payload: ImagePayload, service: ServiceDep) -> schemas.AssessRe
 @_image_route(
     "/analyze", schemas.AnalyzeResponse, "Assessment and embedding in one pass (used by the Face API)", _ALIGNED_DOC
 )
-async def analyze(payload: ImagePayload, service: ServiceDep, aligned: Aligned = False) -> schemas.AnalyzeResponse:
-    return await service.analyze(payload, aligned=aligned)
+async def analyze(
+    payload: ImagePayload, service: ServiceDep, aligned: Aligned = False, faces: FacesQuery = "largest"
+) -> schemas.AnalyzeResponse:
+    return await service.analyze(payload, aligned=aligned, every_face=faces == "all")
 
 
 _BATCH_BODY = {
@@ -113,9 +123,9 @@ _BATCH_BODY = {
     responses={**_ERRORS, 413: _error("batch_too_large, payload_too_large (the whole body)")},
 )
 async def analyze_batch(
-    files: BatchFiles, service: ServiceDep, aligned: Aligned = False
+    files: BatchFiles, service: ServiceDep, aligned: Aligned = False, faces: FacesQuery = "largest"
 ) -> schemas.BatchAnalyzeResponse:
-    return await service.analyze_batch(files, aligned=aligned)
+    return await service.analyze_batch(files, aligned=aligned, every_face=faces == "all")
 
 
 @_image_route("/detect", schemas.DetectResponse, "Every face: box, landmarks, pose, area, quality")

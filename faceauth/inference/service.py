@@ -10,7 +10,15 @@ from functools import partial
 from typing import Any, TypeVar
 
 from faceauth.config import MLSettings
-from faceauth.contracts.analysis import Analysis, BatchItemFailed, BatchItemOk, Face, ItemError, Pose
+from faceauth.contracts.analysis import (
+    Analysis,
+    BatchItemFailed,
+    BatchItemOk,
+    Face,
+    FaceAnalysis,
+    ItemError,
+    Pose,
+)
 from faceauth.inference.batching import MicroBatcher
 from faceauth.inference.checks.base import CheckName, CheckResult
 from faceauth.inference.imaging import DecodedImage
@@ -72,9 +80,15 @@ class InferenceService:
         return batcher
 
     async def _analyze(
-        self, payload: bytes | str, tasks: frozenset[Task], all_faces: bool = False, aligned: bool = False
+        self,
+        payload: bytes | str,
+        tasks: frozenset[Task],
+        all_faces: bool = False,
+        aligned: bool = False,
+        every_face: bool = False,
     ) -> Findings:
-        plan = self.pipeline.resolve(tasks, all_faces=all_faces, aligned=aligned)  # a missing model: 503 now
+        # A missing model: 503 now.
+        plan = self.pipeline.resolve(tasks, all_faces=all_faces, aligned=aligned, every_face=every_face)
         with self.pool.reserve(1):
             if self._stage_now():
                 findings = (await self._staged(payload, plan)).findings
@@ -219,9 +233,31 @@ class InferenceService:
         return {
             **self._assessment_fields(f),
             **self._embedding_fields(f),
+            "faces": [self._face_analysis(f, report) for report in f.subjects] if f.plan.every_face else None,
             "models": {name: slot.model_id for name, slot in self.pipeline.models.slots.items()},
             "timings_ms": f.timings_ms,
         }
+
+    @staticmethod
+    def _face_analysis(f: Findings, report: FaceReport) -> FaceAnalysis:
+        """One face of faces=all: the photo's own checks (nsfw) count for every face, the face checks its own."""
+        reasons = InferenceService._flagged(f, {"photo"})
+        verdicts: dict[str, Any] = {}
+        for check in f.plan.checks:
+            probability = report.probabilities.get(check.name)
+            if check.pixels == "photo" or probability is None:
+                continue
+            verdicts[check.name] = check.verdict(probability)
+            if check.flags(probability):
+                reasons.append(check.name)
+        return FaceAnalysis.model_construct(
+            face=describe_face(f.image, report),
+            passed=not reasons,
+            reasons=reasons,
+            spoof=verdicts.get("spoof"),
+            blur=verdicts.get("blur"),
+            embedding=report.embedding,
+        )
 
     # The answers below are built with `model_construct`: every value is already of its field's type (the
     # embedding a float32 vector), and validating them again would cost /v1/analyze time for nothing.
@@ -234,16 +270,21 @@ class InferenceService:
         f = await self._analyze(payload, _ASSESS)
         return AssessResponse.model_construct(**self._assessment_fields(f))
 
-    async def analyze(self, payload: bytes | str, *, aligned: bool = False) -> AnalyzeResponse:
-        f = await self._analyze(payload, _ASSESS | {"embed"}, aligned=aligned)
+    async def analyze(
+        self, payload: bytes | str, *, aligned: bool = False, every_face: bool = False
+    ) -> AnalyzeResponse:
+        f = await self._analyze(payload, _ASSESS | {"embed"}, aligned=aligned, every_face=every_face)
         return AnalyzeResponse.model_construct(**self._analysis_fields(f))
 
-    async def analyze_batch(self, files: list[bytes | AppError], *, aligned: bool = False) -> BatchAnalyzeResponse:
+    async def analyze_batch(
+        self, files: list[bytes | AppError], *, aligned: bool = False, every_face: bool = False
+    ) -> BatchAnalyzeResponse:
         """`/v1/analyze` for each file, sharing model runs; a refused file fails only its own entry.
 
         `files` holds each upload's bytes, or the error already found reading it (e.g. too large).
         """
-        plan = self.pipeline.resolve(_ASSESS | {"embed"}, aligned=aligned)  # a missing model: 503 up front
+        # A missing model: 503 up front.
+        plan = self.pipeline.resolve(_ASSESS | {"embed"}, aligned=aligned, every_face=every_face)
         self.observer.batch(len(files))
         # A batch holds one unit of pool capacity per image, all at once and until its last model run ends:
         # it is N images of work, so it must be refused at the same load as N separate requests would be, and

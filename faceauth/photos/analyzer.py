@@ -31,10 +31,13 @@ class PhotoAnalyzer:
         self.loader = loader
         self.ml = ml
 
-    async def analyze(self, photo: Photo, *, tenant: str | None, aligned: bool = False) -> Analysed:
+    async def analyze(
+        self, photo: Photo, *, tenant: str | None, aligned: bool = False, every_face: bool = False
+    ) -> Analysed:
+        """`every_face`: every usable face of the photo is checked and embedded too (`analysis.faces`)."""
         image = await self.loader.read(photo, tenant=tenant)
         try:
-            return Analysed(photo, image, await self.ml.analyze(image, aligned=aligned))
+            return Analysed(photo, image, await self.ml.analyze(image, aligned=aligned, every_face=every_face))
         except MLImageRejected as exc:
             raise _naming(exc, photo.field) from None
 
@@ -66,6 +69,14 @@ class PhotoAnalyzer:
     async def analyze_stored(self, image: bytes, *, request_id: str | None = None) -> Analysis:
         """A stored enrolment image (no request field to name; re-embedding)."""
         return await self.ml.analyze(image, request_id=request_id)
+
+    async def embedder_model_id(self) -> str:
+        """The id of the embedding model the ML service has loaded now (503 when it is not ready)."""
+        body = await self.ml.ready()
+        model_id = ((body.get("models") or {}).get("embedder") or {}).get("model_id")
+        if not model_id:
+            raise AppError(503, "ml_service_not_ready", "the ML service has no embedding model loaded")
+        return str(model_id)
 
     async def detect(self, photo: Photo, *, tenant: str | None) -> dict[str, Any]:
         image = await self.loader.read(photo, tenant=tenant)

@@ -49,9 +49,65 @@ def _current_faces(rows: list[FaceRecord]) -> list[FaceRecord]:
 
 
 class SubjectService:
-    def __init__(self, index: FaceIndex, repository: FaceRepository) -> None:
+    def __init__(self, index: FaceIndex, repository: FaceRepository, *, max_faces_per_subject: int = 10) -> None:
         self.index = index
         self.repository = repository
+        self.max_faces_per_subject = max_faces_per_subject
+
+    # -- fixing identities: each face moves as its own write (a new revision under the new subject) -----------
+
+    async def move_face(self, tenant: str, face_id: str, subject_id: str) -> FaceRecord:
+        """Move one face to another subject (a new one, or one that has room); 404 for an unknown face."""
+        await self.repository.get(tenant, face_id)
+        await self._require_room(tenant, subject_id, adding={face_id})
+        async with self.repository.editing(tenant, face_id) as face:
+            if face.current is not None and face.current.subject_id == subject_id:
+                return face.current
+            return await face.move(subject_id)
+
+    async def rename(self, tenant: str, subject_id: str, new_subject_id: str) -> Subject:
+        """Every face of the subject under a new subject id that has no faces yet (409 otherwise: merge)."""
+        subject = await self.get(tenant, subject_id)
+        if new_subject_id != subject_id and await self.index.subject_faces(tenant, new_subject_id):
+            raise AppError(
+                409,
+                "subject_exists",
+                f"subject {new_subject_id!r} already has faces in tenant {tenant!r}: merge into it instead",
+            )
+        return await self._move_all(tenant, subject, new_subject_id)
+
+    async def merge(self, tenant: str, subject_id: str, into: str) -> Subject:
+        """Every face of `subject_id` moved into the existing subject `into` (404 when either is unknown)."""
+        if into == subject_id:
+            raise AppError(422, "validation_error", "a subject cannot be merged into itself", details={"field": "into"})
+        subject = await self.get(tenant, subject_id)
+        await self.get(tenant, into)
+        await self._require_room(tenant, into, adding={f.face_id for f in subject.faces})
+        return await self._move_all(tenant, subject, into)
+
+    async def _move_all(self, tenant: str, subject: Subject, target: str) -> Subject:
+        # One face at a time: interrupted (a store down), the faces not yet moved are still under the old
+        # subject, and the same call again finishes the job.
+        for face in subject.faces:
+            try:
+                async with self.repository.editing(tenant, face.face_id) as edit:
+                    if edit.current is not None and edit.current.subject_id == subject.subject_id:
+                        await edit.move(target)
+            except AppError as exc:
+                if exc.status != 404:  # deleted meanwhile: nothing to move
+                    raise
+        return await self.get(tenant, target)
+
+    async def _require_room(self, tenant: str, subject_id: str, *, adding: set[str]) -> None:
+        present = {r.face_id for r in await self.index.subject_faces(tenant, subject_id)}
+        total = len(present | adding)
+        if total > self.max_faces_per_subject:
+            raise AppError(
+                409,
+                "subject_face_limit",
+                f"subject {subject_id!r} would have {total} faces "
+                f"(FACEAUTH_MAX_FACES_PER_SUBJECT={self.max_faces_per_subject})",
+            )
 
     async def list(self, tenant: str, *, cursor: str | None, limit: int) -> SubjectPage:
         after = decode_cursor(cursor) if cursor else None

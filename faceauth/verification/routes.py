@@ -19,7 +19,7 @@ router = APIRouter(tags=["verification"])
 VerificationServiceDep = Annotated[VerificationService, Depends(provided(VerificationService))]
 _ERRORS = {
     **PHOTO_ERRORS,
-    404: error("face_not_found: the reference_id is not enrolled in the tenant"),
+    404: error("face_not_found / subject_not_found: the reference is not enrolled in the tenant"),
     409: error("model_mismatch: the reference face was embedded by another model (re-embed)"),
     422: error(
         "invalid_probe_count, invalid_reference, invalid_min_matches, no_face_detected (reference), "
@@ -72,6 +72,14 @@ async def verify(
             max_length=FACE_ID_MAX,
         ),
     ] = None,
+    reference_subject_id: Annotated[
+        str | None,
+        Form(
+            description="or: an enrolled subject of the tenant (each probe scores its best-matching face)",
+            pattern=ID_PATTERN,
+            max_length=FACE_ID_MAX,
+        ),
+    ] = None,
     reference: Annotated[UploadFile | None, File(description="or: a reference photo")] = None,
     reference_b64: Annotated[str | None, Form(description="or: the reference photo as base64")] = None,
     reference_url: Annotated[str | None, Form(description="or: the reference photo by URL")] = None,
@@ -104,6 +112,7 @@ async def verify(
         min_matches=min_matches,
         require_quality=require_quality,
         aligned=aligned,
+        reference_subject_id=reference_subject_id,
     )
     return schemas.VerifyResponse(
         matched=verdict.matched,

@@ -24,8 +24,10 @@ class ProbeOut(BaseModel):
 
 
 class ReferenceOut(BaseModel):
-    type: Literal["face", "image"] = Field(description="An enrolled face, or a photo sent with the request.")
-    id: str | None = Field(description="The enrolled face id (type face).")
+    type: Literal["face", "subject", "image"] = Field(
+        description="An enrolled face, an enrolled subject (its best-scoring face per probe), or a photo."
+    )
+    id: str | None = Field(description="The enrolled face id (type face) or subject id (type subject).")
     imageQualityAssessment: ImageQualityAssessment | None = Field(
         description="The reference photo's checks (type image): reported, not required, only a face is."
     )

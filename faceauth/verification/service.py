@@ -36,7 +36,7 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class Reference:
-    kind: str  # "face" (enrolled) or "image"
+    kind: str  # "face" (enrolled), "subject" (enrolled faces of one subject) or "image"
     face_id: str | None
     analysis: Analysis | None  # for a photo reference
     model_id: str
@@ -74,15 +74,18 @@ class VerificationService:
         min_matches: int | None,
         require_quality: bool = True,
         aligned: bool = False,
+        reference_subject_id: str | None = None,
     ) -> Verdict:
         if not 1 <= len(probes) <= MAX_PROBES:
             raise AppError(422, "invalid_probe_count", f"send 1 to {MAX_PROBES} probe photos, not {len(probes)}")
-        if (reference_id is None) == (reference is None):
+        if sum(r is not None for r in (reference_id, reference_subject_id, reference)) != 1:
             raise AppError(
-                422, "invalid_reference", "give exactly one reference: reference_id (with tenant) or a reference photo"
+                422,
+                "invalid_reference",
+                "give exactly one reference: reference_id or reference_subject_id (with tenant), or a reference photo",
             )
-        if reference_id is not None and not tenant:
-            raise AppError(422, "invalid_reference", "reference_id needs the tenant it is enrolled in")
+        if (reference_id is not None or reference_subject_id is not None) and not tenant:
+            raise AppError(422, "invalid_reference", "reference_id and reference_subject_id need the tenant")
         required = default_min_matches(len(probes)) if min_matches is None else min_matches
         if not 1 <= required <= len(probes):
             raise AppError(
@@ -116,6 +119,10 @@ class VerificationService:
                 )
             ref = Reference("image", None, ref_analysis, ref_analysis.model_id)
             ref_vector = ref_analysis.embedding
+        elif reference_subject_id is not None:
+            model_id = next((a.model_id for a in probe_analyses), "")
+            ref_vector = await self._subject_vectors(str(tenant), reference_subject_id, model_id)
+            ref = Reference("subject", reference_subject_id, None, model_id)
         else:
             model_id = next((a.model_id for a in probe_analyses), "")
             ref_vector = await self._enrolled_vector(str(tenant), str(reference_id), model_id)
@@ -134,12 +141,32 @@ class VerificationService:
     ) -> ProbeResult:
         if analysis.embedding is None:
             return ProbeResult(field, analysis, None, False, "no_face_detected")
-        score = float(np.dot(analysis.embedding, ref_vector))
+        # A subject reference is its faces' vectors (rows): the probe's score is its best face's.
+        score = float(np.max(np.atleast_2d(ref_vector) @ analysis.embedding))
         if require_quality and not analysis.passed:
             return ProbeResult(field, analysis, score, False, "quality_check_failed")
         if score < threshold:
             return ProbeResult(field, analysis, score, False, "below_threshold")
         return ProbeResult(field, analysis, score, True, None)
+
+    async def _subject_vectors(self, tenant: str, subject_id: str, model_id: str) -> np.ndarray:
+        """The vectors of the subject's faces made by `model_id`, one row each."""
+        rows = await self.index.subject_faces(tenant, subject_id)
+        if not rows:
+            raise AppError(404, "subject_not_found", f"no subject {subject_id!r} in tenant {tenant!r}")
+        vectors = []
+        for face_id in sorted({r.face_id for r in rows}):
+            found = await self.index.vectors(tenant, model_id=model_id, face_id=face_id, max_rows=_FACE_ROWS)
+            if found.records:
+                vectors.append(found.embeddings[0])
+        if not vectors:
+            raise AppError(
+                409,
+                "model_mismatch",
+                f"subject {subject_id!r} has no face embedded with {model_id}: re-embed the stored faces "
+                "(faceauth reembed)",
+            )
+        return np.stack(vectors)
 
     async def _enrolled_vector(self, tenant: str, face_id: str, model_id: str) -> np.ndarray:
         found = await self.index.vectors(tenant, model_id=model_id, face_id=face_id, max_rows=_FACE_ROWS)

@@ -42,7 +42,8 @@ def test_every_route_without_a_key_is_401_before_reading_the_body(make_api):
 @pytest.fixture
 def two_tenants(make_api, people, photos):
     """An API with face `emp_1` in tenant `bravo`; the client holds a key of tenant `alpha`."""
-    with make_api(key_tenant="alpha") as api:
+    # Two requests per route with one key: a burst above the default (40), which another test checks.
+    with make_api(key_tenant="alpha", rate_limit_burst=500) as api:
         admin = {"X-Api-Key": new_key(api, None)}
         r = api.post(
             "/v1/faces/insert",
@@ -62,6 +63,10 @@ def _requests_naming(tenant: str, face_id: str, photo: bytes) -> dict[tuple[str,
         ("POST", "/v1/faces/upsert"): {"data": {"id": face_id, "tenant": tenant}, "files": file},
         ("POST", "/v1/faces/search"): {"data": {"tenant": tenant}, "files": file},
         ("POST", "/v1/faces/detect"): {"data": {"tenant": tenant}, "files": file},
+        ("POST", "/v1/faces/recognize"): {"data": {"tenant": tenant}, "files": file},
+        ("POST", "/v1/faces/search/by-face"): {"json": {"tenant": tenant, "face_id": face_id}},
+        ("POST", "/v1/faces/search/by-embedding"): {"json": {"tenant": tenant, "embedding": [0.1] * 512}},
+        ("POST", "/v1/faces/delete-many"): {"json": {"tenant": tenant, "ids": [face_id]}},
         ("POST", "/v1/faces/batch/insert"): {
             "data": {"tenant": tenant, "ids": [face_id]},
             "files": [("files", ("p.jpg", photo))],
@@ -77,6 +82,9 @@ def _requests_naming(tenant: str, face_id: str, photo: bytes) -> dict[tuple[str,
         ("GET", "/v1/subjects"): {"params": {"tenant": tenant}},
         ("GET", "/v1/subjects/{subject_id}"): {"params": {"tenant": tenant}},
         ("DELETE", "/v1/subjects/{subject_id}"): {"params": {"tenant": tenant}},
+        ("POST", "/v1/subjects/{subject_id}/rename"): {"params": {"tenant": tenant, "new_subject_id": "renamed"}},
+        ("POST", "/v1/subjects/{subject_id}/merge"): {"params": {"tenant": tenant, "into": "other"}},
+        ("POST", "/v1/subjects/{subject_id}/move-face"): {"params": {"tenant": tenant, "face_id": face_id}},
         ("DELETE", "/v1/tenants/{tenant}"): {},
     }
 

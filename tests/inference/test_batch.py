@@ -163,7 +163,7 @@ def test_openapi_documents_the_batch_route(client):
     post = spec["paths"]["/v1/analyze/batch"]["post"]
     schema = post["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert schema["properties"]["files"]["type"] == "array"
-    assert {p["name"] for p in post["parameters"]} == {"aligned"}
+    assert {p["name"] for p in post["parameters"]} == {"aligned", "faces"}
     assert "aligned" in {p["name"] for p in spec["paths"]["/v1/embed"]["post"]["parameters"]}
     assert "centred on a black square" in spec["paths"]["/v1/analyze"]["post"]["description"]
 
