@@ -40,6 +40,9 @@ class MLSettings(BaseSettings):
     port: int = Field(default=8001, ge=1, le=65535)
     ml_device: str = "cpu"
     auth_token: str | None = None
+    # `faceauth ml` on a non-loopback host refuses to start without auth_token unless this is true (a network policy
+    # or a private network guards the port instead; docs/SECURITY.md).
+    allow_unauthenticated: bool = False
     # One JSON object per log line, or plain text. Read by the `faceauth` CLI when it sets up logging (before
     # settings load); declared here so an invalid value stops start-up and the variable is documented.
     log_format: Literal["json", "text"] = "json"
@@ -252,6 +255,10 @@ class APISettings(BaseSettings):
     # Per API key: a token bucket refilled at this rate (requests per second) holding at most `burst` requests.
     rate_limit_per_second: float = Field(default=20.0, gt=0, le=100000)
     rate_limit_burst: int = Field(default=40, ge=1, le=1000000)
+    # Per client address: requests with a missing or wrong key, `burst` at once and then this many a second; past
+    # that, 429 before the key is looked up (docs/SECURITY.md).
+    auth_failures_per_second: float = Field(default=0.5, gt=0, le=100000)
+    auth_failures_burst: int = Field(default=20, ge=1, le=1000000)
     # Keep enrolment photos in the object store. false: embeddings only (no re-embedding after a model change).
     store_images: bool = True
     # Lifetime of the presigned links to stored images.

@@ -72,6 +72,9 @@ class MLClient:
             timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
+            # Photos and the internal token go to the ML service directly, never through HTTP(S)_PROXY or
+            # credentials from ~/.netrc found in the environment.
+            trust_env=False,
         )
 
     async def aclose(self) -> None:

@@ -99,3 +99,21 @@ def test_a_deployment_fault_is_a_503_not_the_callers_problem(response):
     with pytest.raises(MLServiceUnavailable) as info:
         analyze(FaultInjector(response))
     assert info.value.status == 503 and info.value.code == "ml_service_error"
+
+
+def test_the_environments_proxy_is_never_used(ml_service, server, monkeypatch: pytest.MonkeyPatch):
+    """Photos and the internal token must not travel through HTTP(S)_PROXY: `server` stands in as that proxy."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, server.url(""))
+
+    async def ready() -> dict:
+        client = MLClient(ml_service.url, token=ml_service.token)
+        try:
+            return await client.ready()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(ready())["status"] in ("ok", "degraded")
+    assert server.requests == []

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from faceauth.api.container import Container
-from faceauth.auth.middleware import AuthMiddleware, KeyCache
-from faceauth.auth.ratelimit import RateLimiter
+from faceauth.auth.cache import KeyCache
+from faceauth.auth.middleware import AuthMiddleware
+from faceauth.auth.ratelimit import FailureLimiter, RateLimiter
 from faceauth.clustering import routes as clustering
 from faceauth.config import APISettings, load_api_settings
 from faceauth.coordination import open_coordinator
@@ -144,7 +145,9 @@ def create_app(
         limiter=coordinator.rate_limits(settings.rate_limit_per_second, settings.rate_limit_burst)
         or RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         key_cache=key_cache,
-        open_prefixes=(LINK_PATH, DOCS_ASSETS),  # signed image links: the signature is the permission
+        failures=FailureLimiter(settings.auth_failures_per_second, settings.auth_failures_burst),
+        # Signed image links (the signature is the permission) and Swagger UI's static files.
+        open_prefixes=(LINK_PATH, DOCS_ASSETS),
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)

@@ -12,8 +12,8 @@ import logging
 import time
 from contextlib import AsyncExitStack
 
+from faceauth.auth.cache import KeyCache
 from faceauth.auth.keys import KeyStore
-from faceauth.auth.middleware import KeyCache
 from faceauth.clustering.service import ClusterService
 from faceauth.config import APISettings
 from faceauth.coordination import Coordinator, open_coordinator
@@ -205,6 +205,7 @@ class Container:
         """Connect the stores (the object store first: the keys live there), each retried for up to `wait_s`, then
         the coordination server (not waited for: while it is down, writes and rate-limited requests answer 503)."""
         await _open_with_retry("the object store", self.objects, wait_s)
+        await self.key_store.open()  # the key-id secret, read once: forged ids then cost no store read
         await _open_with_retry("Milvus", self.index, wait_s)
         try:
             await self.coordinator.open()

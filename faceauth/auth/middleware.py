@@ -8,15 +8,15 @@ each route's tenant-scope dependency then checks the tenant it was asked about (
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from faceauth.auth.keys import ApiKey, KeyStore, parse_token
+from faceauth.auth.cache import KeyCache, KeyLookup
+from faceauth.auth.keys import parse_token
 from faceauth.auth.principal import ANONYMOUS_ADMIN, Principal
-from faceauth.auth.ratelimit import retry_after
+from faceauth.auth.ratelimit import FailedAuthLimiter, retry_after
 from faceauth.coordination import RateLimits
 from faceauth.kit.errors import AppError, error_body, unavailable
 from faceauth.storage.errors import StorageUnavailable
@@ -25,37 +25,12 @@ log = logging.getLogger(__name__)
 
 # Paths anyone may call: probes, metrics (expose only internally) and the API's own documentation.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-# How long a looked-up key is trusted before it is read again: a revocation takes effect within this time.
-_CACHE_SECONDS = 10.0
-# How long an unknown key id is remembered (random key ids must not each cost an object-store read).
-_MISS_SECONDS = 2.0
-# When the object store is down, keys read before stay usable this long.
-_STALE_SECONDS = 600.0
-_MAX_CACHED = 10_000
 
 
-class KeyCache:
-    def __init__(self, keys: KeyStore) -> None:
-        self.keys = keys
-        self._entries: dict[str, tuple[ApiKey | None, float]] = {}
-
-    async def get(self, key_id: str) -> ApiKey | None:
-        now = time.monotonic()
-        cached = self._entries.get(key_id)
-        if cached is not None:
-            key, at = cached
-            if now - at < (_CACHE_SECONDS if key is not None else _MISS_SECONDS):
-                return key
-        try:
-            key = await self.keys.get(key_id)
-        except StorageUnavailable:
-            if cached is not None and cached[0] is not None and now - cached[1] < _STALE_SECONDS:
-                return cached[0]
-            raise
-        if len(self._entries) >= _MAX_CACHED:
-            self._entries.clear()
-        self._entries[key_id] = (key, now)
-        return key
+def _client_address(scope: Scope) -> str:
+    # The peer's address; behind a proxy, run uvicorn with --proxy-headers so this is the client's own.
+    client = scope.get("client")
+    return client[0] if client else "-"
 
 
 def _token(scope: Scope) -> str | None:
@@ -76,7 +51,8 @@ class AuthMiddleware:
         *,
         disabled: bool,
         limiter: RateLimits,
-        key_cache: Callable[[], KeyCache | None],
+        key_cache: Callable[[], KeyLookup | None],
+        failures: FailedAuthLimiter | None = None,
         open_prefixes: Iterable[str] = (),
     ) -> None:
         """`key_cache` gives the app's key cache (None until the app has started); paths in OPEN_PATHS or under
@@ -86,6 +62,7 @@ class AuthMiddleware:
         self.disabled = disabled
         self.limiter = limiter
         self.key_cache = key_cache
+        self.failures = failures
         self.open_prefixes = tuple(open_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,8 +75,23 @@ class AuthMiddleware:
             state["principal"] = ANONYMOUS_ADMIN
             await self.app(scope, receive, send)
             return
+        client = _client_address(scope)
         try:
-            principal = await self._authenticate(scope)
+            # Before anything is looked up: an address that keeps sending bad keys is turned away on its headers.
+            wait = self.failures.blocked(client) if self.failures else 0.0
+            if wait > 0:
+                raise AppError(
+                    429,
+                    "too_many_failed_authentications",
+                    "too many requests with an invalid API key from this address; wait and retry",
+                    headers={"Retry-After": retry_after(wait)},
+                )
+            try:
+                principal = await self._authenticate(scope)
+            except AppError as exc:
+                if exc.code == "invalid_api_key" and self.failures:  # a key was sent, and it is wrong
+                    self.failures.failed(client)
+                raise
             wait = await self.limiter.take(principal.key_id or "")
             if wait > 0:
                 raise AppError(
@@ -135,3 +127,6 @@ class AuthMiddleware:
         if key is None or not key.active or not key.matches(token):
             raise AppError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
         return Principal(key.key_id, key.tenant)
+
+
+__all__ = ["AuthMiddleware", "KeyCache"]

@@ -35,10 +35,19 @@ async def _with_keys(settings: APISettings, fn: Callable[[KeyStore], Awaitable[T
 
 
 def ensure_admin_key(settings: APISettings) -> str | None:
-    """An admin key's token when the store has no active key yet (a first start), else None."""
+    """An admin key's token when the store has never held a key (a first start), else None.
+
+    Never after every key was revoked: revoking them all is how an operator locks everyone out, and a restart must
+    not undo that by printing a fresh admin key to whoever reads the logs (`faceauth keys create --admin` does)."""
 
     async def run(keys: KeyStore) -> str | None:
-        if await keys.any_active():
+        if await keys.any_ever():
+            if not await keys.any_active():
+                print(
+                    "faceauth: every API key is revoked; make one with `faceauth keys create --admin`",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return None
         _, token = await keys.create(None, "created by faceauth up")
         return token

@@ -18,6 +18,29 @@ from faceauth.storage.vectors import FaceIndex
 
 # A dependency that takes longer than this to answer a ping counts as down for readiness.
 _CHECK_TIMEOUT_S = 5.0
+# How to get each ML model that enrolment and search need (every photo goes through all of them).
+MODEL_HINTS = {
+    "spoof": "set ML_SERVICE_SPOOF_LOCAL_MODEL_PATH to a MiniFASNet .onnx file, or run `faceauth models fetch "
+    "minifasnet_v2` (offline: add --url file:///path/to/the/file); docs/MODELS.md",
+    "nsfw": "the nudenet package ships it (reinstall faceauth), or set ML_SERVICE_NSFW_LOCAL_MODEL_PATH; "
+    "docs/MODELS.md",
+    "detector": "check ML_SERVICE_FACE_MODEL and the model files (`faceauth models list`); docs/MODELS.md",
+    "embedder": "check ML_SERVICE_FACE_MODEL and the model files (`faceauth models list`); docs/MODELS.md",
+    "blur": "check ML_SERVICE_BLUR_* (`faceauth models list`); docs/MODELS.md",
+}
+
+
+def missing_models(ml_ready_body: dict[str, Any]) -> list[str]:
+    """One plain sentence per ML model that is not loaded, from the ML service's /readyz body: which model, why,
+    and how to get it. Empty: every model a photo needs is there."""
+    found = []
+    for name, state in sorted((ml_ready_body.get("models") or {}).items()):
+        # "off": a check this deployment turned off (ML_SERVICE_NSFW_ENABLED=false): photos do not need it.
+        if (state or {}).get("state") not in ("ready", "off"):
+            reason = (state or {}).get("error") or (state or {}).get("state") or "not loaded"
+            hint = MODEL_HINTS.get(name, "docs/MODELS.md")
+            found.append(f"the {name} model is not loaded ({reason}); enrolment and search need it: {hint}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,14 @@ class HealthService:
                     f"compares only {model_id}: re-embed the stored images (docs/OPERATIONS.md)"
                 )
         checks = {"milvus": milvus, "object_store": objects, "ml_service": ml}
+        if ml.status == "ok":
+            # The ML service answers, but without a model every photo gets a 503: not ready for the main job.
+            missing = missing_models(ml_body or {})
+            checks["ml_models"] = (
+                DependencyState(status="down", detail=" | ".join(missing)[:1000])
+                if missing
+                else DependencyState(status="ok")
+            )
         if coordination:
             checks["coordination"] = coordination[0][0]
         return Readiness(checks, model_id, warnings)

@@ -13,8 +13,10 @@ import os
 import shutil
 import stat
 import tempfile
+import urllib.parse
+import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal
@@ -306,35 +308,60 @@ def _download(
     expected_size: int | None,
     report: ProgressCallback,
 ) -> str:
-    """Stream ``url`` into ``dest``; return the sha256 of the bytes written."""
+    """Stream ``url`` (http(s), or ``file://`` / a local path for offline installs) into ``dest``; return the
+    sha256 of the bytes written. A local file is checked exactly as a download is (size, then the pin)."""
     limit = expected_size if expected_size is not None else MAX_DOWNLOAD_BYTES
     digest = hashlib.sha256()
     done = 0
-    try:
-        with client.stream("GET", url, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise FetchError(artifact.name, f"HTTP {response.status_code} for {url}")
-            total = _content_length(response)
-            if total is not None and expected_size is not None and total != expected_size:
-                raise FetchError(
-                    artifact.name,
-                    f"{label} at {url} is {total} bytes, pinned size is {expected_size}; not downloading",
-                )
-            with open(dest, "xb") as out:
-                for chunk in response.iter_bytes(CHUNK_SIZE):
-                    done += len(chunk)
-                    if done > limit:
-                        raise FetchError(artifact.name, f"{label} from {url} is larger than {limit} bytes")
-                    out.write(chunk)
-                    digest.update(chunk)
-                    report(FetchProgress(artifact.name, "download", label, done, total))
-    except httpx.TimeoutException as exc:
-        raise FetchError(artifact.name, f"timed out downloading {url}: {exc!r}") from exc
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise FetchError(artifact.name, f"download of {url} failed: {exc}") from exc
+
+    def write(chunks: Iterator[bytes], total: int | None) -> None:
+        nonlocal done
+        if total is not None and expected_size is not None and total != expected_size:
+            raise FetchError(
+                artifact.name,
+                f"{label} at {url} is {total} bytes, pinned size is {expected_size}; not installing it",
+            )
+        with open(dest, "xb") as out:
+            for chunk in chunks:
+                done += len(chunk)
+                if done > limit:
+                    raise FetchError(artifact.name, f"{label} from {url} is larger than {limit} bytes")
+                out.write(chunk)
+                digest.update(chunk)
+                report(FetchProgress(artifact.name, "download", label, done, total))
+
+    local = _local_path(url)
+    if local is not None:
+        try:
+            with open(local, "rb") as source:
+                write(iter(lambda: source.read(CHUNK_SIZE), b""), os.fstat(source.fileno()).st_size)
+        except OSError as exc:
+            raise FetchError(artifact.name, f"cannot read {local}: {exc.strerror or exc}") from exc
+    else:
+        try:
+            with client.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    raise FetchError(artifact.name, f"HTTP {response.status_code} for {url}")
+                write(response.iter_bytes(CHUNK_SIZE), _content_length(response))
+        except httpx.TimeoutException as exc:
+            raise FetchError(artifact.name, f"timed out downloading {url}: {exc!r}") from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise FetchError(artifact.name, f"download of {url} failed: {exc}") from exc
     if expected_size is not None and done != expected_size:
         raise FetchError(artifact.name, f"{label} from {url}: got {done} bytes, pinned size is {expected_size}")
     return digest.hexdigest()
+
+
+def _local_path(url: str) -> Path | None:
+    """The file a ``file://`` URL or a plain path names; None for a network URL."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise FetchError("model", f"{url}: a file:// URL must name a local file (file:///path)")
+        return Path(urllib.request.url2pathname(parsed.path))
+    if not parsed.scheme or (len(parsed.scheme) == 1 and os.name == "nt"):  # a path (C:\ on Windows)
+        return Path(url).expanduser()
+    return None
 
 
 def _content_length(response: httpx.Response) -> int | None:

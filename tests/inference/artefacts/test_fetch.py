@@ -442,3 +442,45 @@ def test_hub_checkpoint_download_is_atomic_and_reports_its_digest(
     assert sorted(p.name for p in dest.parent.iterdir()) == ["nsfw_model.pth"]  # no partial file left
     with pytest.raises(ValueError):
         download_hub_file("acme/nsfw-model", "../escape.pth", tmp_path / "x.pth", client=client)
+
+
+# -- offline installs: file:// URLs and local paths ----------------------------------------------------
+
+
+def test_a_file_url_or_a_local_path_installs_offline_under_the_same_pin(
+    tmp_path: Path, shared_dir: Path, server: LocalServer
+) -> None:
+    source = shared_dir / "models" / "minifasnet_v2_80x80.onnx"
+    data = source.read_bytes()
+    artifact = Artifact(
+        name="spoof_offline",
+        kind="file",
+        url=server.url("/never-asked"),
+        sha256=None,
+        files=(ModelFile("minifasnet_v2_80x80.onnx", sha(data), len(data)),),
+        license="test",
+        description="the shared MiniFASNet file, pinned to its own digest",
+    )
+
+    by_url = fetch(artifact, tmp_path / "a", url_override=source.as_uri())
+    by_path = fetch(artifact, tmp_path / "b", url_override=str(source))
+
+    for target in (by_url, by_path):
+        assert (target / "minifasnet_v2_80x80.onnx").read_bytes() == data
+    assert server.requests == []  # nothing went to the network
+    assert [r.state for r in verify(tmp_path / "a", [artifact])] == ["ok"]
+
+    wrong = replace(artifact, files=(ModelFile("minifasnet_v2_80x80.onnx", "0" * 64, len(data)),))
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        fetch(wrong, tmp_path / "c", url_override=source.as_uri())
+    assert leftovers(tmp_path / "c") == []
+    with pytest.raises(FetchError, match="cannot read"):
+        fetch(artifact, tmp_path / "d", url_override=(tmp_path / "absent.onnx").as_uri())
+
+
+def test_the_real_catalog_pin_applies_to_a_local_file(tmp_path: Path, shared_dir: Path) -> None:
+    """The shared export is not the catalog's file: fetched from disk, it is refused just as from the network."""
+    source = shared_dir / "models" / "minifasnet_v2_80x80.onnx"
+    with pytest.raises(FetchError, match=r"minifasnet_v2.*(sha256|size)"):
+        fetch("minifasnet_v2", tmp_path, url_override=source.as_uri())
+    assert not (tmp_path / "minifasnet_v2").exists()
