@@ -15,9 +15,9 @@ WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 # Dependencies first (their layer is reused until uv.lock changes), then the project itself.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra api --no-install-project
 COPY faceauth ./faceauth
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra api
 
 # --- runtime: the venv and the code only, as a non-root user ----------------------------------------------
 FROM python:3.11-slim AS runtime

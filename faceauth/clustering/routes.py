@@ -39,7 +39,10 @@ async def _request_body(request: Request) -> schemas.ClusterRequest:
 async def _scoped_request(
     body: Annotated[schemas.ClusterRequest, Depends(_request_body)], principal: PrincipalDep
 ) -> schemas.ClusterRequest:
-    """The request, once its tenant (in the JSON body) is one the caller's key may act on."""
+    """The request, once its tenant (in the JSON body) is one the caller's key may act on; a tenant key naming
+    neither a tenant nor embeddings clusters its own tenant."""
+    if body.tenant is None and body.embeddings is None and principal.tenant is not None:
+        body = body.model_copy(update={"tenant": principal.tenant})
     if (body.tenant is None) == (body.embeddings is None):
         raise AppError(422, "validation_error", "give exactly one of tenant (its faces) or embeddings")
     if body.tenant is not None:

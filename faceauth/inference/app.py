@@ -18,6 +18,7 @@ from faceauth.inference.runtime import ComputePool
 from faceauth.inference.schemas import ImageB64Request
 from faceauth.inference.service import InferenceService
 from faceauth.kit.bodies import BodyLimitMiddleware, keep_uploads_in_memory
+from faceauth.kit.docs import install_offline_docs
 from faceauth.kit.errors import install_error_handlers
 from faceauth.kit.metrics import ML_SERVICE, install_metrics
 from faceauth.kit.requests import RequestIdMiddleware
@@ -98,9 +99,12 @@ def create_app(settings: MLSettings | None = None, service: InferenceService | N
         description="Face detection, ArcFace embeddings and NSFW / anti-spoof / blur checks. "
         "Images as JSON `{image_b64}`, multipart `file`, or a raw image body.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package instead (install_offline_docs)
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_offline_docs(app)
     keep_uploads_in_memory(settings.max_image_bytes)
     # Base64 inflates by 4/3; allow that plus room for multipart framing. The batch route takes raw multipart
     # files only: max_batch of them, each with its part headers.

@@ -61,12 +61,25 @@ PrincipalDep = Annotated[Principal, Depends(_principal)]
 # there); an admin key on any. Routes take one of these instead of the raw field.
 
 
-async def _tenant_form(tenant: TenantForm, principal: PrincipalDep) -> str:
-    return principal.allow(tenant)
+async def _tenant_form(principal: PrincipalDep, tenant: TenantForm = None) -> str:
+    return _implied(principal, tenant)
 
 
-async def _tenant_query(tenant: TenantQuery, principal: PrincipalDep) -> str:
-    return principal.allow(tenant)
+async def _tenant_query(principal: PrincipalDep, tenant: TenantQuery = None) -> str:
+    return _implied(principal, tenant)
+
+
+def _implied(principal: Principal, tenant: str | None) -> str:
+    """A tenant key implies its tenant; only an admin key acting for a tenant has to name it."""
+    scoped = principal.scope(tenant)
+    if scoped is None:
+        raise AppError(
+            422,
+            "validation_error",
+            "an admin API key must name the tenant it acts for (tenant=)",
+            details={"field": "tenant"},
+        )
+    return scoped
 
 
 async def _caller_tenant(principal: PrincipalDep) -> str | None:

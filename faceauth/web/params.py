@@ -13,8 +13,15 @@ FaceIdForm = Annotated[str, Form(description=ID_DOC, pattern=ID_PATTERN, max_len
 FaceIdQuery = Annotated[str, Query(description=ID_DOC, pattern=ID_PATTERN, max_length=FACE_ID_MAX)]
 FaceIdPath = Annotated[str, Path(description=ID_DOC, pattern=ID_PATTERN, max_length=FACE_ID_MAX)]
 SubjectIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=FACE_ID_MAX, description="the subject id")]
-TenantForm = Annotated[str, Form(description=TENANT_DOC, pattern=ID_PATTERN, max_length=TENANT_MAX)]
-TenantQuery = Annotated[str, Query(description=TENANT_DOC, pattern=ID_PATTERN, max_length=TENANT_MAX)]
+# Optional: a tenant key implies its own tenant; an admin key names the one it acts for.
+TenantForm = Annotated[
+    str | None,
+    Form(description=f"{TENANT_DOC}; default: the API key's own tenant", pattern=ID_PATTERN, max_length=TENANT_MAX),
+]
+TenantQuery = Annotated[
+    str | None,
+    Query(description=f"{TENANT_DOC}; default: the API key's own tenant", pattern=ID_PATTERN, max_length=TENANT_MAX),
+]
 TenantPath = Annotated[str, Path(description=TENANT_DOC, pattern=ID_PATTERN, max_length=TENANT_MAX)]
 AlignedForm = Annotated[
     bool,
