@@ -203,7 +203,6 @@ def run_up(args: argparse.Namespace) -> int:
             flush=True,
         )
         api_settings = api_settings.model_copy(update={"api_host": LOOPBACK})
-    private_data_dir(api_settings.data_dir)
     env = {**os.environ, "ML_SERVICE_HOST": LOOPBACK, "ML_SERVICE_AUTH_TOKEN": token}
     cmd = [sys.executable, "-m", "faceauth.cli", "--log-level", args.log_level, "ml"]
     ml_url = f"http://{LOOPBACK}:{ml_settings.port}"
@@ -216,6 +215,7 @@ def run_up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    private_data_dir(api_settings.data_dir)  # after the refusals above: a refused start leaves nothing behind
     child = _ml_child(cmd, env)
     try:
         print(f"starting the ML service ({ml_url}) ...", flush=True)
