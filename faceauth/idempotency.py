@@ -21,11 +21,11 @@ from pydantic import BaseModel
 
 from faceauth.coordination import Locks
 from faceauth.storage.errors import ObjectNotFound
-from faceauth.storage.keys import key_segment
+from faceauth.storage.keys import IDEMPOTENCY_AREA, key_segment
 from faceauth.storage.objects import ObjectStore
 from faceauth.web.deps import provided
 
-PREFIX = "_idempotency/"
+PREFIX = IDEMPOTENCY_AREA
 TTL_SECONDS = 24 * 3600
 REPLAYED_HEADER = "Idempotent-Replayed"
 

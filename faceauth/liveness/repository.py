@@ -19,11 +19,11 @@ from faceauth.coordination import Locks
 from faceauth.kit.errors import AppError
 from faceauth.liveness.challenge import FrameFacts, Step
 from faceauth.storage.errors import ObjectNotFound
-from faceauth.storage.keys import key_segment
+from faceauth.storage.keys import LIVENESS_AREA, key_segment
 from faceauth.storage.objects import ObjectStore
 
 # "_" never starts a tenant name: no tenant's faces can collide with this prefix.
-SESSIONS_PREFIX = "_liveness/"
+SESSIONS_PREFIX = LIVENESS_AREA
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import numpy as np
 from faceauth.contracts.analysis import Analysis
 from faceauth.coordination import Locks
 from faceauth.storage.errors import ObjectNotFound
-from faceauth.storage.keys import key_segment
+from faceauth.storage.keys import REPLAY_AREA, key_segment
 from faceauth.storage.objects import ObjectStore
 
-WINDOW_PREFIX = "_replay/"
+WINDOW_PREFIX = REPLAY_AREA
 NEAR_SIMILARITY = 0.99
 SAME_GEOMETRY = 0.03  # largest landmark difference, in eye distances
 

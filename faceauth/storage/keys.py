@@ -48,3 +48,12 @@ def revision_ms(key: str) -> int | None:
 REVISION_KEY = re.compile(
     rf"(?P<tenant>{ID_CHARS}(?:~[0-9a-f]{{32}})?)/(?P<face_id>{ID_CHARS})/[0-9]{{13}}-[0-9a-f]{{12}}"
 )
+
+
+# Object-store areas that hold a tenant's records beside its images, each as `<area><tenant segment>/...`: liveness
+# sessions, replay windows (probe fingerprints) and stored idempotent answers. One list, so a tenant purge erases
+# every one of them.
+LIVENESS_AREA = "_liveness/"
+REPLAY_AREA = "_replay/"
+IDEMPOTENCY_AREA = "_idempotency/"
+TENANT_AREAS = (LIVENESS_AREA, REPLAY_AREA, IDEMPOTENCY_AREA)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from faceauth.auth.keys import KeyStore
 from faceauth.kit.errors import unavailable
 from faceauth.storage.errors import StorageUnavailable
-from faceauth.storage.keys import tenant_prefix
+from faceauth.storage.keys import TENANT_AREAS, tenant_prefix
 from faceauth.storage.objects import ObjectStore
 from faceauth.storage.purges import PurgeMarks
 from faceauth.storage.vectors import FaceIndex
@@ -89,6 +89,8 @@ class TenantService:
         try:
             keys = await self._delete_under(tenant_prefix(tenant))
             uploads = await self._delete_under(f"{self.drop_prefix}{tenant_prefix(tenant)}")
+            for area in TENANT_AREAS:  # liveness sessions, replay windows, stored idempotent answers
+                await self._delete_under(f"{area}{tenant_prefix(tenant)}")
         except StorageUnavailable as exc:
             raise unavailable(
                 "object_store_unavailable",

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 LEASE_S = 3.0
 RATE, BURST = 1.0, 10
-KEY_CACHE_S = 10.0  # faceauth.auth.middleware._CACHE_SECONDS: the documented revocation delay
+KEY_CACHE_S = 10.0  # faceauth.auth.cache.CACHE_SECONDS: the documented revocation delay
 TENANT = "acme"
 
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from faceauth.api.container import open_face_index, open_object_store
-from faceauth.auth import middleware
+from faceauth.auth import cache as key_cache
 from tests.apitest import api_settings, enrol, match_ids, new_key, search, stored_keys
 
 
@@ -49,8 +49,18 @@ def test_purge_erases_the_tenants_drop_area_photos(api, people, photos):
     assert api.portal.call(objects.list, "_uploads/") == ["_uploads/kept/c.jpg"]
 
 
+def test_purge_erases_the_tenants_liveness_replay_and_idempotency_records(api):
+    objects = api.app.state.container.objects
+    kept = ["_liveness/kept/s1", "_replay/kept/w1", "_idempotency/kept/a1"]
+    for key in ("_liveness/doomed/s1", "_replay/doomed/w1", "_idempotency/doomed/a1", *kept):
+        api.portal.call(objects.put, key, b"{}", "application/json")
+    assert api.delete("/v1/tenants/doomed").status_code == 200
+    left = [k for area in ("_liveness/", "_replay/", "_idempotency/") for k in api.portal.call(objects.list, area)]
+    assert sorted(left) == sorted(kept)
+
+
 def test_purge_revokes_the_tenants_keys_first_unless_told_to_keep_them(api, people, photos, monkeypatch):
-    monkeypatch.setattr(middleware, "_CACHE_SECONDS", 0.0)  # see the revocation at once, not within 10 s
+    monkeypatch.setattr(key_cache, "CACHE_SECONDS", 0.0)  # see the revocation at once, not within 10 s
     doomed, kept, other = new_key(api, "doomed"), new_key(api, "kept"), new_key(api, "other")
 
     def status(key: str, tenant: str) -> int:
