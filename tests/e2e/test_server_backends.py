@@ -98,7 +98,10 @@ def test_a_store_that_goes_down_is_named_by_readyz_writes_nothing_and_recovers(m
                 ready = api.get("/readyz")
                 assert ready.status_code == 503
                 states = {name: c["status"] for name, c in ready.json()["checks"].items()}
-                assert states == {**{"milvus": "ok", "object_store": "ok", "ml_service": "ok"}, down: "down"}
+                assert states == {
+                    **{"milvus": "ok", "object_store": "ok", "ml_service": "ok", "ml_models": "ok"},
+                    down: "down",
+                }
                 r = enrol(api, "acme", face_id, image)
                 assert r.status_code == 503 and r.json()["error"]["code"] == code
                 server.start()

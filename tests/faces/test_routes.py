@@ -238,6 +238,7 @@ def test_readyz_reports_every_dependency(api):
         "milvus": "ok",
         "object_store": "ok",
         "ml_service": "ok",
+        "ml_models": "ok",  # every model a photo needs is loaded
     }
     assert body["model_id"]
     assert api.get("/docs").status_code == 200
