@@ -123,7 +123,8 @@ async def all_rows(index: FaceIndex) -> set[str]:
 
 
 async def assert_swept(index: FaceIndex, objects: ObjectStore, scene: Scene) -> None:
-    keys = {k for k in await objects.list("") if not k.startswith("_keys/")}  # the Face API's own API keys
+    # The Face API's own API keys and secrets (the key-id secret) are not the scene's.
+    keys = {k for k in await objects.list("") if not k.startswith(("_keys/", "_secrets/"))}
     assert keys == scene.keep_keys, (keys - scene.keep_keys, scene.keep_keys - keys)
     assert await all_rows(index) == scene.keep_rows
 
@@ -226,7 +227,8 @@ def test_faceauth_repair_command_sweeps_the_data_dir(tmp_path):
     done = repair(tmp_path, FACEAUTH_DATA_DIR=str(data_dir))
     assert done.returncode == 0, done.stderr
     assert (
-        "scanned 11 image(s) (4 other key(s) left alone) and 8 vector row(s); removed 5 orphan image(s), "
+        # other keys: the 4 planted outside the face layout, and the key-id secret the command's key store made
+        "scanned 11 image(s) (5 other key(s) left alone) and 8 vector row(s); removed 5 orphan image(s), "
         "1 row(s) without image and 1 replaced row(s); 6 face(s) tidied"
     ) in done.stdout, done.stdout
 
@@ -298,7 +300,7 @@ def test_the_start_up_sweep_can_be_turned_off(make_api, tmp_path, caplog):
     with make_api(tmp_path / "data", startup_sweep=False) as api:
         time.sleep(1.0)  # time enough for a sweep of this size, had one started
         keys = api.portal.call(api.app.state.container.objects.list, "")
-        assert {k for k in keys if not k.startswith("_keys/")} == scene.keep_keys | scene.drop_keys
+        assert {k for k in keys if not k.startswith(("_keys/", "_secrets/"))} == scene.keep_keys | scene.drop_keys
     assert not [r for r in caplog.records if "orphan sweep" in r.getMessage()]
 
 
